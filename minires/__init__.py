@@ -1,0 +1,34 @@
+"""minires: a from-scratch deep-learning framework for teaching the ResNet paper.
+
+``import minires as mr`` gives tensors with reverse-mode autograd on NumPy ("cpu"), CuPy ("cuda")
+or a strict CPU stand-in for GPU semantics ("strict"); ``minires.nn``, ``minires.optim`` and
+``minires.nn.functional`` are shaped after PyTorch.
+"""
+__version__ = "0.1.0"
+
+from . import backend, cuda  # noqa: F401
+from . import ops as _ops  # noqa: F401  (attaches Tensor methods)
+from .autograd import (Tensor, bool_, enable_grad, float16, float32, float64, grad, int32,  # noqa
+                       int64, is_grad_enabled, no_grad, set_grad_enabled)
+from .backend import Device, DeviceError  # noqa: F401
+from .creation import (arange, as_tensor, empty, eye, from_numpy, full, ones, ones_like,  # noqa
+                       rand, randint, randn, tensor, zeros, zeros_like)
+from .gradcheck import GradcheckError, gradcheck  # noqa: F401
+from .ops import (abs, cat, clamp, exp, flatten, log, matmul, max, mean, min, permute,  # noqa
+                  relu, reshape, sigmoid, sqrt, stack, sum, tanh, transpose, where, argmax)
+from .random import manual_seed  # noqa: F401
+
+
+def device(name: str) -> Device:
+    """Parse a device name: ``mr.device("cuda:0")``."""
+    return backend.normalize_device(name)
+
+
+def __getattr__(name):
+    # the higher layers load on first use, so `import minires` stays light and acyclic
+    import importlib
+    if name in ("nn", "optim", "models", "data", "diagnostics", "train", "serialization"):
+        return importlib.import_module(f".{name}", __name__)
+    if name in ("save", "load"):
+        return getattr(importlib.import_module(".serialization", __name__), name)
+    raise AttributeError(f"module 'minires' has no attribute {name!r}")

@@ -1,0 +1,509 @@
+"""The reverse-mode autograd engine: ``Tensor``, ``Function`` and ``backward``.
+
+A ``Tensor`` holds an array (``.data``: NumPy on "cpu", CuPy on "cuda") and, when it was computed
+by a differentiable operation, the ``Function`` node that made it (``._ctx``). The nodes form a
+directed acyclic graph from the inputs to, say, a scalar loss ``L``.
+
+``L.backward()`` applies the chain rule in **reverse topological order**: every node is visited
+only after *all* the nodes that consumed its output, so the gradient reaching a tensor used twice
+(``b = a + a``) is the *sum* of its contributions before it is passed further back. For a node
+``y = f(x_1, ..., x_k)`` with upstream gradient ``dL/dy``, ``Function.backward`` returns
+``dL/dx_i = (dy/dx_i)^T dL/dy`` for each input.
+
+The graph is freed after ``backward()`` (the arrays saved for backward and the links to the inputs
+are dropped) unless ``retain_graph=True``, so memory does not grow over a training run.
+
+The arithmetic methods of ``Tensor`` (``+``, ``@``, ``.sum()`` ...) are attached by
+``minires.ops``, which builds on this module; this file holds only the engine.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy
+
+from . import backend
+from .backend import Device
+
+float16 = numpy.dtype(numpy.float16)
+float32 = numpy.dtype(numpy.float32)
+float64 = numpy.dtype(numpy.float64)
+int32 = numpy.dtype(numpy.int32)
+int64 = numpy.dtype(numpy.int64)
+bool_ = numpy.dtype(numpy.bool_)
+_DTYPE_NAMES = {"float16": float16, "half": float16, "float32": float32, "float": float32,
+                "float64": float64, "double": float64, "int32": int32, "int64": int64,
+                "long": int64, "bool": bool_}
+
+
+def as_dtype(dtype: Any) -> numpy.dtype:
+    """Normalise a dtype given as a NumPy dtype, a type or a name ("float32")."""
+    if isinstance(dtype, str) and dtype in _DTYPE_NAMES:
+        return _DTYPE_NAMES[dtype]
+    try:
+        return numpy.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"not a dtype: {dtype!r}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Grad mode: "build a graph or not" (training vs evaluation is a separate flag, on nn.Module)
+# ---------------------------------------------------------------------------------------------
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def set_grad_enabled(mode: bool):
+    previous = is_grad_enabled()
+    _state.grad_enabled = bool(mode)
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator) under which operations record no graph."""
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = False
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self._previous
+        return False
+
+
+class enable_grad(no_grad):
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Function: one node of the graph
+# ---------------------------------------------------------------------------------------------
+
+class Function:
+    """A differentiable operation: subclasses define ``forward`` and ``backward`` over arrays.
+
+    ``forward(self, *args, **kwargs)`` receives the arrays of the Tensor arguments (other
+    arguments as they are) and returns one array; it keeps what backward needs with
+    ``self.save_for_backward(...)`` or as attributes. ``backward(self, grad_output)`` returns one
+    gradient array per positional argument of ``apply`` (None where there is none, e.g. for a
+    non-tensor argument, or where ``self.needs_input_grad[i]`` is False).
+    """
+
+    __slots__ = ("inputs", "saved_tensors", "needs_input_grad", "freed", "__dict__")
+
+    def save_for_backward(self, *arrays):
+        self.saved_tensors = arrays
+
+    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, grad_output):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @classmethod
+    def apply(cls, *args, **kwargs) -> "Tensor":
+        fn = cls()
+        device = None
+        tensors = []
+        for a in args:
+            if isinstance(a, Tensor):
+                tensors.append(a)
+                d = a.device
+                if device is None:
+                    device = d
+                elif d != device:
+                    raise RuntimeError(
+                        f"{fn.name}: expected all tensors on one device, got {device} and {d}; "
+                        f"move them with .to('{device}') first")
+        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        out = fn.forward(*raw, **kwargs)
+        if isinstance(out, numpy.generic):      # NumPy reductions return scalars, not 0-d arrays
+            out = numpy.asarray(out)
+        requires_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
+        result = Tensor._wrap(out, requires_grad=requires_grad)
+        if requires_grad:
+            fn.inputs = tuple(args)
+            fn.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            fn.freed = False
+            result._ctx = fn
+        return result
+
+    def __repr__(self):
+        return f"<{self.name}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor
+# ---------------------------------------------------------------------------------------------
+
+class Tensor:
+    """An n-dimensional array on a device, with an optional gradient.
+
+    Build one with :func:`minires.tensor` (or ``randn``/``zeros``/``ones``); operations on tensors
+    that require grad record the graph that ``backward()`` walks.
+    """
+
+    __slots__ = ("data", "requires_grad", "grad", "_ctx", "_retains_grad", "_hooks", "_name",
+                 "__weakref__")
+    __array_priority__ = 1000
+    __array_ufunc__ = None       # `numpy_array + tensor` gives Tensor.__radd__, not an object array
+
+    def __init__(self, data, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            data = data.data
+        backend.device_of_array(data)  # raises for anything that is not an array of a device
+        self.data = data
+        self.requires_grad = bool(requires_grad)
+        if self.requires_grad and data.dtype.kind != "f":
+            raise RuntimeError(f"only floating-point tensors can require gradients, got {data.dtype}")
+        self.grad: Tensor | None = None
+        self._ctx: Function | None = None
+        self._retains_grad = False
+        self._hooks: list | None = None
+        self._name = None
+
+    @classmethod
+    def _wrap(cls, array, requires_grad=False) -> "Tensor":
+        t = cls.__new__(cls)
+        t.data = array
+        t.requires_grad = requires_grad
+        t.grad = None
+        t._ctx = None
+        t._retains_grad = False
+        t._hooks = None
+        t._name = None
+        return t
+
+    # --- attributes ---
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> numpy.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> Device:
+        return backend.device_of_array(self.data)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def xp(self):
+        """The array module of this tensor's device (numpy, cupy, or the strict stand-in)."""
+        return backend.get_array_module(self.device)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return self._ctx
+
+    def size(self, dim: int | None = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # --- host access ---
+    def numpy(self) -> numpy.ndarray:
+        """A NumPy copy on the host (a view of the data on "cpu"), from any device."""
+        if self.requires_grad:
+            return backend.to_host(self.data).copy() if self.device.type == "cpu" \
+                else backend.to_host(self.data)
+        return backend.to_host(self.data)
+
+    def item(self):
+        """The single element as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item(): only a one-element tensor converts to a Python number, "
+                             f"this one has shape {self.shape}")
+        return backend.to_host(self.data).reshape(()).item()
+
+    def tolist(self):
+        return backend.to_host(self.data).tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    def __repr__(self):
+        extra = ""
+        if self.device.type != "cpu":
+            extra += f", device='{self.device}'"
+        if self.dtype != float32:
+            extra += f", dtype={self.dtype.name}"
+        if self._ctx is not None:
+            extra += f", grad_fn=<{self._ctx.name}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        body = numpy.array2string(backend.to_host(self.data), separator=", ", precision=4,
+                                  threshold=50, prefix="tensor(")
+        return f"tensor({body}{extra})"
+
+    # --- graph handling ---
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph (shares memory)."""
+        return Tensor._wrap(self.data)
+
+    def detach_(self) -> "Tensor":
+        self._ctx = None
+        self.requires_grad = False
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self.dtype.kind != "f":
+            raise RuntimeError(f"only floating-point tensors can require gradients, got {self.dtype}")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use .detach() instead")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on a non-leaf tensor after backward (leaves keep it anyway)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad")
+        self._retains_grad = True
+
+    def register_hook(self, hook: Callable[["Tensor"], "Tensor | None"]):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor
+        replaces the gradient. Returns a handle whose ``remove()`` unregisters the hook."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook() on a tensor that does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return _HookHandle(self._hooks, hook)
+
+    def backward(self, gradient: "Tensor | None" = None, retain_graph: bool = False) -> None:
+        """Compute the gradient of this tensor with respect to every leaf that requires grad and
+        accumulate it into their ``.grad``. ``gradient`` is dL/d(self); it defaults to 1 for a
+        scalar."""
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn "
+                               "(no input of the computation had requires_grad=True)")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward(): gradient can be implicitly created only for scalar outputs, this "
+                    f"tensor has shape {self.shape}; pass gradient= (a tensor of that shape) or "
+                    f"reduce it first, e.g. loss.sum().backward()")
+            grad = self.xp.ones(self.data.shape, dtype=self.dtype)
+        else:
+            grad = gradient.data if isinstance(gradient, Tensor) else gradient
+            if isinstance(grad, Tensor) or backend.device_of_array(grad) != self.device:
+                raise RuntimeError(f"backward(): gradient is on {backend.device_of_array(grad)}, "
+                                   f"the tensor on {self.device}")
+            if tuple(grad.shape) != self.shape:
+                raise RuntimeError(f"backward(): gradient has shape {tuple(grad.shape)} but the "
+                                   f"tensor has shape {self.shape}")
+            if grad.dtype != self.dtype:
+                raise TypeError(f"backward(): gradient has dtype {grad.dtype}, the tensor "
+                                f"{self.dtype}; convert it with .to({self.dtype.name})")
+        run_backward(self, grad, retain_graph)
+
+    # --- conversion ---
+    def to(self, *args, **kwargs) -> "Tensor":
+        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: a copy where anything changes,
+        ``self`` where nothing does. The result is part of the graph (gradients flow back)."""
+        device, dtype = _parse_to_args(args, kwargs)
+        out = self
+        if dtype is not None and dtype != self.dtype:
+            from .ops.elementwise import cast
+            out = cast(out, dtype)
+        if device is not None and device != out.device:
+            from .ops.elementwise import transfer
+            out = transfer(out, device)
+        return out
+
+    def float(self) -> "Tensor":
+        return self.to(float32)
+
+    def double(self) -> "Tensor":
+        return self.to(float64)
+
+    def long(self) -> "Tensor":
+        return self.to(int64)
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0) -> "Tensor":
+        return self.to(f"cuda:{index}")
+
+    def zero_(self) -> "Tensor":
+        self.data[...] = 0
+        return self
+
+
+class _HookHandle:
+    def __init__(self, hooks: list, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _parse_to_args(args, kwargs):
+    device = kwargs.pop("device", None)
+    dtype = kwargs.pop("dtype", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, (Device,)) or (isinstance(a, str) and a.split(":")[0].lower()
+                                         in ("cpu", "cuda", "strict")):
+            device = a
+        elif isinstance(a, Tensor):
+            device, dtype = a.device, a.dtype
+        else:
+            dtype = a
+    if device is not None:
+        device = backend.normalize_device(device)
+    if dtype is not None:
+        dtype = as_dtype(dtype)
+    return device, dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# backward
+# ---------------------------------------------------------------------------------------------
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors reachable from ``root`` through the graph, each after all its inputs
+    (iterative depth-first search: a ResNet-1202 graph is deeper than Python's recursion limit)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            if ctx.freed:
+                raise RuntimeError(
+                    "Trying to backward through the graph a second time (its saved arrays were "
+                    "freed by the first backward). Pass retain_graph=True to the first "
+                    "backward() if you need to backward twice.")
+            for parent in ctx.inputs:
+                if isinstance(parent, Tensor) and parent.requires_grad \
+                        and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
+    order = _topological_order(root)
+    grads: dict[int, Any] = {id(root): grad}
+    with no_grad():
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._hooks:
+                for hook in list(node._hooks):
+                    replaced = hook(Tensor._wrap(g))
+                    if replaced is not None:
+                        g = replaced.data if isinstance(replaced, Tensor) else replaced
+            ctx = node._ctx
+            if ctx is None or node._retains_grad:
+                # a leaf (or a tensor asked to retain its grad): accumulate into .grad
+                if node.grad is None:
+                    if not getattr(g.flags, "writeable", True):  # e.g. a broadcast view
+                        g = g.copy()
+                    node.grad = Tensor._wrap(g)
+                else:
+                    node.grad = Tensor._wrap(node.grad.data + g)
+            if ctx is None:
+                continue
+            input_grads = ctx.backward(g)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            for parent, pg, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad):
+                if not needed or pg is None:
+                    continue
+                if isinstance(pg, numpy.generic):   # NumPy arithmetic on 0-d arrays gives scalars
+                    pg = numpy.asarray(pg)
+                if tuple(pg.shape) != parent.shape or pg.dtype != parent.dtype:
+                    raise RuntimeError(
+                        f"{ctx.name}.backward returned a gradient of shape {tuple(pg.shape)} "
+                        f"dtype {pg.dtype} for an input of shape {parent.shape} dtype "
+                        f"{parent.dtype} (a bug in that op)")
+                key = id(parent)
+                if key in grads:
+                    grads[key] = grads[key] + pg
+                else:
+                    grads[key] = pg
+            if not retain_graph:
+                ctx.freed = True
+                ctx.saved_tensors = None
+                ctx.inputs = ()
+                ctx.__dict__.clear()
+
+
+def grad(outputs: Tensor, inputs: Sequence[Tensor], grad_outputs=None,
+         retain_graph: bool = False) -> tuple:
+    """The gradients of ``outputs`` with respect to ``inputs`` as new tensors, without touching
+    any ``.grad`` (like ``torch.autograd.grad``)."""
+    inputs = list(inputs)
+    saved = [(t.grad, t._retains_grad) for t in inputs]
+    for t in inputs:
+        t.grad = None
+        t._retains_grad = True
+    try:
+        outputs.backward(grad_outputs, retain_graph=retain_graph)
+        result = tuple(t.grad for t in inputs)
+    finally:
+        for t, (g, r) in zip(inputs, saved):
+            t.grad, t._retains_grad = g, r
+    return result
+
+
+def iter_tensors(obj) -> Iterable[Tensor]:
+    if isinstance(obj, Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from iter_tensors(o)

@@ -1,0 +1,126 @@
+r"""Numerical gradient checks: the test that an analytic backward pass is right.
+
+For a function ``f`` of inputs ``x`` with a scalar summary ``L = <f(x), v>`` (``v`` a fixed random
+tensor, so every output element matters), the central difference
+
+.. math::  \frac{\partial L}{\partial x_i} \approx \frac{L(x + \epsilon e_i) - L(x - \epsilon e_i)}{2\epsilon}
+
+has error O(eps^2); in float64 with eps = 1e-6 it agrees with a correct backward to about 1e-8.
+``fast_mode=True`` checks one *directional* derivative instead, along a random unit direction
+``u``: ``(L(x + eps u) - L(x - eps u)) / 2 eps`` against ``<grad L, u>``: two forward passes
+whatever the size of ``x`` (Chainer's ``check_backward``), for large inputs and the GPU.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy
+
+from . import backend
+from .autograd import Tensor, no_grad
+
+
+class GradcheckError(RuntimeError):
+    """The analytic and numerical gradients disagree."""
+
+
+def _outputs(fn, inputs):
+    out = fn(*inputs)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o for o in outs if isinstance(o, Tensor)]
+
+
+def gradcheck(fn: Callable, inputs: "Tensor | Sequence", eps: float = 1e-6, atol: float = 1e-5,
+              rtol: float = 1e-3, raise_exception: bool = True, fast_mode: bool = False,
+              seed: int = 0) -> bool:
+    """Compare the gradients that ``backward()`` computes for ``fn(*inputs)`` with central
+    differences, for every input that requires grad. Inputs should be float64.
+
+    Returns True; on a mismatch raises :class:`GradcheckError` (or returns False when
+    ``raise_exception=False``) with a report naming the input, the worst element and both values.
+    """
+    if isinstance(inputs, Tensor):
+        inputs = (inputs,)
+    inputs = tuple(inputs)
+    checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input has requires_grad=True")
+    for i in checked:
+        if inputs[i].dtype != numpy.float64:
+            raise TypeError(f"gradcheck: input {i} is {inputs[i].dtype}; finite differences need "
+                            f"float64 inputs (use .double())")
+    rng = numpy.random.default_rng(seed)
+
+    outs = _outputs(fn, inputs)
+    # random projections make the check sensitive to every output element
+    weights = [backend.to_device(rng.standard_normal(o.shape), o.device).astype(o.dtype)
+               for o in outs]
+
+    def scalar() -> float:
+        with no_grad():
+            total = 0.0
+            for o, w in zip(_outputs(fn, inputs), weights):
+                total += float(backend.to_host((o.data * w).sum()))
+        return total
+
+    for i in checked:
+        inputs[i].grad = None
+    total = None
+    for o, w in zip(outs, weights):
+        term = (o * Tensor._wrap(w)).sum()
+        total = term if total is None else total + term
+    total.backward()
+    analytic = {i: (backend.to_host(inputs[i].grad.data).astype(numpy.float64)
+                    if inputs[i].grad is not None else numpy.zeros(inputs[i].shape))
+                for i in checked}
+
+    for i in checked:
+        x = inputs[i]
+        original = x.data.copy()
+        if fast_mode:
+            u = rng.standard_normal(x.shape)
+            u /= numpy.linalg.norm(u) or 1.0
+            u_dev = backend.to_device(u, x.device)
+            x.data = original + eps * u_dev
+            plus = scalar()
+            x.data = original - eps * u_dev
+            minus = scalar()
+            x.data = original
+            numeric = (plus - minus) / (2 * eps)
+            expected = float((analytic[i] * u).sum())
+            if abs(numeric - expected) > atol + rtol * abs(numeric):
+                return _fail(raise_exception,
+                             f"gradcheck (fast mode): input {i} of shape {x.shape}: directional "
+                             f"derivative numerical={numeric:.6g} analytic={expected:.6g} "
+                             f"(|diff|={abs(numeric - expected):.3g}, atol={atol}, rtol={rtol})")
+            continue
+        host = backend.to_host(original).astype(numpy.float64)
+        numeric = numpy.zeros_like(host)
+        flat = host.reshape(-1)
+        for k in range(flat.size):
+            saved = flat[k]
+            flat[k] = saved + eps
+            x.data = backend.to_device(host, x.device)
+            plus = scalar()
+            flat[k] = saved - eps
+            x.data = backend.to_device(host, x.device)
+            minus = scalar()
+            flat[k] = saved
+            numeric.reshape(-1)[k] = (plus - minus) / (2 * eps)
+        x.data = original
+        diff = numpy.abs(numeric - analytic[i])
+        bad = diff > atol + rtol * numpy.abs(numeric)
+        if bad.any():
+            worst = numpy.unravel_index(numpy.argmax(diff - rtol * numpy.abs(numeric)), diff.shape)
+            return _fail(raise_exception,
+                         f"gradcheck: input {i} of shape {x.shape}: {int(bad.sum())} of "
+                         f"{bad.size} elements disagree; worst at index {tuple(int(v) for v in worst)}:"
+                         f" numerical={numeric[worst]:.6g} analytic={analytic[i][worst]:.6g} "
+                         f"(atol={atol}, rtol={rtol})")
+    return True
+
+
+def _fail(raise_exception: bool, message: str) -> bool:
+    if raise_exception:
+        raise GradcheckError(message)
+    return False

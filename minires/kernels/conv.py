@@ -1,0 +1,148 @@
+r"""2-D convolution as im2col + one matrix product, and its backward pass.
+
+Shapes: input ``x`` (N, C, H, W), weight ``w`` (F, C, kh, kw), bias ``b`` (F,), output
+``y`` (N, F, Ho, Wo) with ``Ho = (H + 2 p_h - d_h (kh - 1) - 1) // s_h + 1`` (likewise Wo).
+
+**Forward.** Pad ``x``; ``im2col`` copies, for every output pixel ``(n, i, j)``, the ``kh*kw*C``
+input values under the kernel into one row of a matrix ``X_col`` of shape (N*Ho*Wo, kh*kw*C).
+With the weight laid out as ``W_col`` (kh*kw*C, F), the convolution is a single GEMM:
+
+.. math::  Y = X_{col} W_{col} + b
+
+**Backward.** Given ``dY = dL/dY`` (N*Ho*Wo, F), the matrix product rule gives
+
+.. math::  dW_{col} = X_{col}^T dY, \qquad db = \sum_{rows} dY, \qquad dX_{col} = dY\, W_{col}^T
+
+and ``col2im`` adds every row of ``dX_col`` back to the input pixels it was copied from (a pixel
+under several kernel positions receives the sum of their gradients). Padding is then cropped.
+Input rows and columns that no kernel position covers (when ``(H + 2p - k) % s != 0``) get a zero
+gradient, and the shapes still agree: ``col2im`` writes into a zero array of the padded input shape.
+
+**Layout.** Inside the kernel, images are channels-last (N, H, W, C): each kernel offset then copies
+contiguous runs of C values, and the GEMM output (N*Ho*Wo, F) *is* the NHWC result. The output is
+returned as an (N, F, Ho, Wo) *view* of that memory, so the API stays NCHW while the next
+convolution's ``transpose(0, 2, 3, 1)`` costs nothing. On a 2-core CPU this layout made the NumPy
+convolution about twice as fast as the textbook NCHW im2col.
+
+Every function takes its array module ``xp`` from its inputs, so the same code runs on NumPy and
+CuPy. im2col and col2im are a loop over the kh*kw kernel offsets, each a strided slice copy (or
+``+=``): no scatter with repeated indices, which CuPy leaves undefined.
+"""
+from __future__ import annotations
+
+from ..backend import array_module
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"expected an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pad_nhwc(x_nhwc, ph: int, pw: int, value=0):
+    """Zero-pad the two spatial axes of an (N, H, W, C) array (a C-contiguous copy)."""
+    xp = array_module(x_nhwc)
+    n, h, w, c = x_nhwc.shape
+    if ph == 0 and pw == 0:
+        return xp.ascontiguousarray(x_nhwc)
+    out = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nhwc.dtype) if value != 0 \
+        else xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nhwc.dtype)
+    if value != 0:
+        out.fill(value)
+    out[:, ph:ph + h, pw:pw + w, :] = x_nhwc
+    return out
+
+
+def im2col(x_pad, kh, kw, stride, dilation, out_h, out_w):
+    """(N, Hp, Wp, C) padded image -> (N, Ho, Wo, kh, kw, C) patches: one strided copy per offset."""
+    xp = array_module(x_pad)
+    n, _, _, c = x_pad.shape
+    sh, sw = stride
+    dh, dw = dilation
+    col = xp.empty((n, out_h, out_w, kh, kw, c), dtype=x_pad.dtype)
+    for i in range(kh):
+        top = i * dh
+        for j in range(kw):
+            left = j * dw
+            col[:, :, :, i, j, :] = x_pad[:, top:top + sh * (out_h - 1) + 1:sh,
+                                          left:left + sw * (out_w - 1) + 1:sw, :]
+    return col
+
+
+def col2im(dcol, padded_shape, stride, dilation):
+    """The adjoint of :func:`im2col`: add each patch gradient back to the pixels it came from."""
+    xp = array_module(dcol)
+    n, out_h, out_w, kh, kw, c = dcol.shape
+    sh, sw = stride
+    dh, dw = dilation
+    dx_pad = xp.zeros(padded_shape, dtype=dcol.dtype)
+    for i in range(kh):
+        top = i * dh
+        for j in range(kw):
+            left = j * dw
+            dx_pad[:, top:top + sh * (out_h - 1) + 1:sh,
+                   left:left + sw * (out_w - 1) + 1:sw, :] += dcol[:, :, :, i, j, :]
+    return dx_pad
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """y = conv2d(x, w) + b. Returns ``(y, cache)``; ``y`` is (N, F, Ho, Wo)."""
+    xp = array_module(x)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    n, c, h, width = x.shape
+    f, _, kh, kw = w.shape
+    out_h = conv_output_size(h, kh, sh, ph, dh)
+    out_w = conv_output_size(width, kw, sw, pw, dw)
+
+    x_pad = pad_nhwc(x.transpose(0, 2, 3, 1), ph, pw)           # (N, Hp, Wp, C)
+    if kh == 1 and kw == 1:
+        # a 1x1 convolution needs no patches: subsample, then the image *is* X_col
+        x_col = xp.ascontiguousarray(x_pad[:, ::sh, ::sw, :][:, :out_h, :out_w, :])
+    else:
+        x_col = im2col(x_pad, kh, kw, (sh, sw), (dh, dw), out_h, out_w)
+    x_col = x_col.reshape(n * out_h * out_w, kh * kw * c)
+    w_col = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, f)     # rows ordered (i, j, channel)
+    y = x_col @ w_col                                           # (N*Ho*Wo, F): the NHWC output
+    if b is not None:
+        y += b
+    y = y.reshape(n, out_h, out_w, f).transpose(0, 3, 1, 2)    # NCHW view of NHWC memory
+    cache = (x_col, w_col, x.shape, w.shape, x_pad.shape, (sh, sw), (ph, pw), (dh, dw),
+             b is not None)
+    return y, cache
+
+
+def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
+    """Gradients ``(dx, dw, db)`` of conv2d from ``dy`` (N, F, Ho, Wo); None where not needed."""
+    xp = array_module(dy)
+    x_col, w_col, x_shape, w_shape, padded_shape, stride, padding, dilation, has_bias = cache
+    n, c, h, width = x_shape
+    f, _, kh, kw = w_shape
+    out_h, out_w = dy.shape[2], dy.shape[3]
+    dy_rows = xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(n * out_h * out_w, f)
+
+    dw = db = dx = None
+    if need_dw:
+        dw = (x_col.T @ dy_rows).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
+        dw = xp.ascontiguousarray(dw)
+    if need_db and has_bias:
+        db = dy_rows.sum(axis=0)
+    if need_dx:
+        dx_col = (dy_rows @ w_col.T).reshape(n, out_h, out_w, kh, kw, c)
+        ph, pw = padding
+        if kh == 1 and kw == 1:
+            dx_pad = xp.zeros(padded_shape, dtype=dy.dtype)
+            sh, sw = stride
+            dx_pad[:, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, :] = \
+                dx_col.reshape(n, out_h, out_w, c)
+        else:
+            dx_pad = col2im(dx_col, padded_shape, stride, dilation)
+        dx = dx_pad[:, ph:ph + h, pw:pw + width, :].transpose(0, 3, 1, 2)
+    return dx, dw, db

@@ -1,0 +1,291 @@
+"""The neural-network operations: thin graph nodes around the kernels in ``minires.kernels``,
+plus the input checks that turn a bad call into a clear error instead of a broadcasting accident.
+"""
+from __future__ import annotations
+
+import numpy
+
+from .. import backend
+from ..autograd import Function, Tensor
+from ..kernels import conv as conv_kernel
+from ..kernels import loss as loss_kernel
+from ..kernels import norm as norm_kernel
+from ..kernels import pool as pool_kernel
+from .linalg import _check_dtypes
+
+
+def _pair(v, name, op):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair, got {v!r}")
+        a, b = int(v[0]), int(v[1])
+    else:
+        a = b = int(v)
+    return a, b
+
+
+def _check_input(op, x, ndim=4, what="(N, C, H, W)"):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
+    if x.ndim != ndim:
+        hint = " (add a batch dimension with x.unsqueeze(0))" if x.ndim == ndim - 1 else ""
+        raise ValueError(f"{op}: expected a {ndim}-D input {what}, got shape {x.shape}{hint}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got {x.dtype}; use x.float()")
+
+
+# --- conv2d ---
+
+class Conv2d(Function):
+    def forward(self, x, w, b, stride, padding, dilation):
+        y, self.cache = conv_kernel.conv2d_forward(x, w, b, stride, padding, dilation)
+        return y
+
+    def backward(self, g):
+        need = self.needs_input_grad
+        dx, dw, db = conv_kernel.conv2d_backward(g, self.cache, need[0], need[1], need[2])
+        return dx, dw, db, None, None, None
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation, as in every framework), NCHW; weight (F, C, kh, kw)."""
+    op = "conv2d"
+    _check_input(op, input)
+    if weight.ndim != 4:
+        raise ValueError(f"{op}: weight must be (out_channels, in_channels, kh, kw), got "
+                         f"{weight.shape}")
+    if groups != 1:
+        raise NotImplementedError(f"{op}: groups={groups}; only groups=1 is implemented")
+    if weight.shape[1] != input.shape[1]:
+        raise ValueError(f"{op}: input has {input.shape[1]} channels (shape {input.shape}) but the "
+                         f"weight {weight.shape} expects {weight.shape[1]}; check in_channels")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"{op}: bias shape {bias.shape} != ({weight.shape[0]},)")
+    _check_dtypes(op, input, weight, bias)
+    s, p, d = (_pair(stride, "stride", op), _pair(padding, "padding", op),
+               _pair(dilation, "dilation", op))
+    if min(s) < 1 or min(d) < 1 or min(p) < 0:
+        raise ValueError(f"{op}: stride and dilation must be >= 1 and padding >= 0, got "
+                         f"stride={stride}, padding={padding}, dilation={dilation}")
+    kh, kw = weight.shape[2:]
+    for size, k, pad, dil, axis in ((input.shape[2], kh, p[0], d[0], "height"),
+                                    (input.shape[3], kw, p[1], d[1], "width")):
+        if dil * (k - 1) + 1 > size + 2 * pad:
+            raise ValueError(
+                f"{op}: the kernel ({kh}x{kw}, dilation {d}) is larger than the padded input "
+                f"{axis} ({size} + 2*{pad}) for input {input.shape}; use a smaller kernel or more "
+                f"padding")
+    return Conv2d.apply(input, weight, bias, s, p, d)
+
+
+# --- batch norm ---
+
+class BatchNorm(Function):
+    def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        y, self.cache = norm_kernel.batch_norm_forward(x, running_mean, running_var, weight, bias,
+                                                       training, momentum, eps)
+        return y
+
+    def backward(self, g):
+        need = self.needs_input_grad
+        dx, dw, db = norm_kernel.batch_norm_backward(g, self.cache, need[0], need[1], need[2])
+        return dx, dw, db, None, None, None, None, None
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalisation over dim 1 of an (N, C) or (N, C, H, W) input (PyTorch's argument
+    order). In training, uses batch statistics and updates the running buffers in place."""
+    op = "batch_norm"
+    if input.ndim not in (2, 4):
+        raise ValueError(f"{op}: expected a 2-D (N, C) or 4-D (N, C, H, W) input, got shape "
+                         f"{input.shape}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"{op}: {name} has shape {t.shape} but the input {input.shape} has "
+                             f"{c} channels; check num_features")
+    _check_dtypes(op, input, weight, bias, running_mean, running_var)
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{op}: evaluation mode needs running_mean and running_var")
+    if training:
+        m = input.numel() // max(c, 1)
+        if m <= 1:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
+                             f"input shape {input.shape}")
+    rm = running_mean.data if running_mean is not None else None
+    rv = running_var.data if running_var is not None else None
+    return BatchNorm.apply(input, weight, bias, rm, rv, bool(training), float(momentum),
+                           float(eps))
+
+
+# --- pooling ---
+
+class MaxPool2d(Function):
+    def forward(self, x, kernel_size, stride, padding):
+        y, self.cache = pool_kernel.max_pool2d_forward(x, kernel_size, stride, padding)
+        return y
+
+    def backward(self, g):
+        return pool_kernel.max_pool2d_backward(g, self.cache), None, None, None
+
+
+class AvgPool2d(Function):
+    def forward(self, x, kernel_size, stride, padding):
+        y, self.cache = pool_kernel.avg_pool2d_forward(x, kernel_size, stride, padding)
+        return y
+
+    def backward(self, g):
+        return pool_kernel.avg_pool2d_backward(g, self.cache), None, None, None
+
+
+class AdaptiveAvgPool2d(Function):
+    def forward(self, x, output_size):
+        y, self.cache = pool_kernel.adaptive_avg_pool2d_forward(x, output_size)
+        return y
+
+    def backward(self, g):
+        return pool_kernel.adaptive_avg_pool2d_backward(g, self.cache), None
+
+
+def _pool_args(op, input, kernel_size, stride, padding):
+    _check_input(op, input)
+    k = _pair(kernel_size, "kernel_size", op)
+    s = _pair(stride if stride is not None else kernel_size, "stride", op)
+    p = _pair(padding, "padding", op)
+    if min(k) < 1 or min(s) < 1 or min(p) < 0:
+        raise ValueError(f"{op}: kernel_size and stride must be >= 1, padding >= 0")
+    if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
+        raise ValueError(f"{op}: padding {p} should be at most half the kernel size {k}")
+    for size, kk, pp in ((input.shape[2], k[0], p[0]), (input.shape[3], k[1], p[1])):
+        if kk > size + 2 * pp:
+            raise ValueError(f"{op}: kernel {k} is larger than the padded input "
+                             f"{input.shape[2:]} (padding {p})")
+    return k, s, p
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+    k, s, p = _pool_args("max_pool2d", input, kernel_size, stride, padding)
+    return MaxPool2d.apply(input, k, s, p)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+    k, s, p = _pool_args("avg_pool2d", input, kernel_size, stride, padding)
+    return AvgPool2d.apply(input, k, s, p)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    _check_input("adaptive_avg_pool2d", input)
+    o = _pair(output_size, "output_size", "adaptive_avg_pool2d")
+    if min(o) < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be >= 1, got {output_size}")
+    return AdaptiveAvgPool2d.apply(input, o)
+
+
+# --- losses ---
+
+class LogSoftmax(Function):
+    def forward(self, x, axis):
+        y = loss_kernel.log_softmax(x, axis)
+        self.save_for_backward(y)
+        self.axis = axis
+        return y
+
+    def backward(self, g):
+        xp = backend.array_module(g)
+        (y,) = self.saved_tensors
+        # d log_softmax: g - softmax * sum(g)
+        return g - xp.exp(y) * g.sum(axis=self.axis, keepdims=True), None
+
+
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+    return LogSoftmax.apply(input, dim % input.ndim)
+
+
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
+    from .elementwise import exp
+    return exp(log_softmax(input, dim))
+
+
+class CrossEntropy(Function):
+    def forward(self, logits, target, reduction):
+        loss, self.cache = loss_kernel.cross_entropy_forward(logits, target, reduction)
+        return loss
+
+    def backward(self, g):
+        return loss_kernel.cross_entropy_backward(g, self.cache), None, None
+
+
+def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of logits (N, K) against integer class targets (N,), averaged over
+    the batch by default (``reduction="mean" | "sum" | "none"``)."""
+    op = "cross_entropy"
+    if not isinstance(input, Tensor) or input.ndim != 2:
+        raise ValueError(f"{op}: expected logits of shape (N, num_classes), got "
+                         f"{getattr(input, 'shape', type(input).__name__)}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: logits must be floating point, got {input.dtype}")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{op}: target must be a Tensor of class indices, got "
+                        f"{type(target).__name__}; wrap it with mr.tensor(labels)")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices (int64), got "
+                        f"{target.dtype}; one-hot or float targets are not supported, use "
+                        f"labels.long() or argmax(1)")
+    if target.shape != (input.shape[0],):
+        raise ValueError(f"{op}: target shape {target.shape} does not match the batch of logits "
+                         f"{input.shape}; expected ({input.shape[0]},)")
+    if target.device != input.device:
+        raise RuntimeError(f"{op}: logits on {input.device}, target on {target.device}; move the "
+                           f"target with .to('{input.device}')")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if target.numel():
+        xp = target.xp
+        lo, hi = backend.to_host(xp.stack([target.data.min(), target.data.max()])).tolist()
+        if lo < 0 or hi >= input.shape[1]:
+            raise ValueError(f"{op}: target values must be in [0, {input.shape[1] - 1}] for "
+                             f"{input.shape[1]} classes, got values from {lo} to {hi}")
+    return CrossEntropy.apply(input, target, reduction)
+
+
+def nll_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities (use after log_softmax)."""
+    from .reduce import mean, sum as sum_
+    from .shape import getitem
+    picked = getitem(input, (Tensor._wrap(input.xp.arange(input.shape[0])), target))
+    if reduction == "mean":
+        return -mean(picked)
+    if reduction == "sum":
+        return -sum_(picked)
+    return -picked
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    from .reduce import mean, sum as sum_
+    diff = input - target
+    sq = diff * diff
+    return mean(sq) if reduction == "mean" else sum_(sq) if reduction == "sum" else sq
+
+
+class Dropout(Function):
+    def forward(self, x, mask, scale):
+        self.mask = mask * scale
+        return x * self.mask
+
+    def backward(self, g):
+        return g * self.mask, None, None
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return input
+    from ..random import host_generator
+    mask = host_generator().random(input.shape) >= p
+    mask = backend.to_device(mask.astype(input.dtype), input.device)
+    return Dropout.apply(input, mask, input.xp.asarray(1.0 / (1 - p), dtype=input.dtype))
