@@ -315,6 +315,10 @@ class Tensor:
         """Compute the gradient of this tensor with respect to every leaf that requires grad and
         accumulate it into their ``.grad``. ``gradient`` is dL/d(self); it defaults to 1 for a
         scalar."""
+        run_backward(self, self._seed_grad(gradient), retain_graph)
+
+    def _seed_grad(self, gradient):
+        """The array dL/d(self) that starts a backward pass (checked against this tensor)."""
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn "
                                "(no input of the computation had requires_grad=True)")
@@ -336,7 +340,7 @@ class Tensor:
             if grad.dtype != self.dtype:
                 raise TypeError(f"backward(): gradient has dtype {grad.dtype}, the tensor "
                                 f"{self.dtype}; convert it with .to({self.dtype.name})")
-        run_backward(self, grad, retain_graph)
+        return grad
 
     # --- conversion ---
     def to(self, *args, **kwargs) -> "Tensor":
@@ -434,7 +438,10 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     return order
 
 
-def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
+def run_backward(root: Tensor, grad, retain_graph: bool = False,
+                 capture: dict | None = None) -> None:
+    """Backpropagate ``grad`` from ``root``. With ``capture`` (a dict keyed by ``id`` of tensors),
+    the gradients of those tensors are stored there and no ``.grad`` is touched (``mr.grad``)."""
     order = _topological_order(root)
     grads: dict[int, Any] = {id(root): grad}
     with no_grad():
@@ -448,12 +455,16 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
                     if replaced is not None:
                         g = replaced.data if isinstance(replaced, Tensor) else replaced
             ctx = node._ctx
-            if ctx is None or node._retains_grad:
+            if capture is not None:
+                if id(node) in capture:
+                    capture[id(node)] = g
+            elif ctx is None or node._retains_grad:
                 # a leaf (or a tensor asked to retain its grad): accumulate into .grad
                 if node.grad is None:
-                    if not getattr(g.flags, "writeable", True):  # e.g. a broadcast view
-                        g = g.copy()
-                    node.grad = Tensor._wrap(g)
+                    # a copy: g may be a broadcast view, or shared (add's backward passes its
+                    # upstream gradient to both inputs; a caller's `gradient` array), and .grad
+                    # is updated in place by optimisers and zero_()
+                    node.grad = Tensor._wrap(g.copy())
                 else:
                     node.grad = Tensor._wrap(node.grad.data + g)
             if ctx is None:
@@ -488,17 +499,10 @@ def grad(outputs: Tensor, inputs: Sequence[Tensor], grad_outputs=None,
     """The gradients of ``outputs`` with respect to ``inputs`` as new tensors, without touching
     any ``.grad`` (like ``torch.autograd.grad``)."""
     inputs = list(inputs)
-    saved = [(t.grad, t._retains_grad) for t in inputs]
-    for t in inputs:
-        t.grad = None
-        t._retains_grad = True
-    try:
-        outputs.backward(grad_outputs, retain_graph=retain_graph)
-        result = tuple(t.grad for t in inputs)
-    finally:
-        for t, (g, r) in zip(inputs, saved):
-            t.grad, t._retains_grad = g, r
-    return result
+    capture: dict[int, Any] = {id(t): None for t in inputs}
+    run_backward(outputs, outputs._seed_grad(grad_outputs), retain_graph, capture=capture)
+    return tuple(None if capture[id(t)] is None else Tensor._wrap(capture[id(t)].copy())
+                 for t in inputs)
 
 
 def iter_tensors(obj) -> Iterable[Tensor]:

@@ -181,6 +181,9 @@ class StrictArray:
 
     def __getattr__(self, name):
         # methods such as reshape, transpose, sum, astype, copy, max, argmax, fill ...
+        if name in ("__array_interface__", "__array_struct__", "__dlpack__", "__buffer__"):
+            # NumPy asks for these before __array__: forwarding them would hand the data over
+            _refuse("numpy.asarray()/numpy.array()")
         attr = getattr(self._a, name)
         if callable(attr):
             def method(*args, **kwargs):

@@ -65,17 +65,19 @@ def _result_float_dtype(a: Tensor, b: Tensor, op: str):
 
 def as_operands(a, b, op: str) -> tuple[Tensor, Tensor]:
     """Turn ``a`` and ``b`` (Tensors or Python numbers) into tensors of one dtype and device."""
-    if isinstance(a, Tensor) and isinstance(b, Tensor):
-        target = _result_float_dtype(a, b, op)
-        if target is not None:
-            a = a if a.dtype == target else cast(a, target)
-            b = b if b.dtype == target else cast(b, target)
-        return a, b
-    if isinstance(a, Tensor):
-        return a, constant_like(b, a, op)
-    if isinstance(b, Tensor):
-        return constant_like(a, b, op), b
-    raise TypeError(f"{op}: expected at least one Tensor")
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{op}: expected at least one Tensor")
+    # a constant may differ in dtype too (int tensor * 2.5 -> a float32 constant): reconcile it
+    # like a tensor, or NumPy would promote int64 * float32 to float64
+    if not isinstance(b, Tensor):
+        b = constant_like(b, a, op)
+    elif not isinstance(a, Tensor):
+        a = constant_like(a, b, op)
+    target = _result_float_dtype(a, b, op)
+    if target is not None:
+        a = a if a.dtype == target else cast(a, target)
+        b = b if b.dtype == target else cast(b, target)
+    return a, b
 
 
 def constant_like(value, ref: Tensor, op: str = "op") -> Tensor:

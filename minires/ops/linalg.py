@@ -25,10 +25,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
+        if b.ndim == 1:      # first: for 1-D @ 1-D, g is 0-d and becomes (1,), then (1, 1)
+            g2 = xp.expand_dims(g2, -1)
         if a.ndim == 1:
             g2 = xp.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = xp.expand_dims(g2, -1)
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = g2 @ xp.swapaxes(b2, -1, -2)

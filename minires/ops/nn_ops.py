@@ -108,6 +108,9 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if t is not None and t.shape != (c,):
             raise ValueError(f"{op}: {name} has shape {t.shape} but the input {input.shape} has "
                              f"{c} channels; check num_features")
+        if t is not None and t.device != input.device:   # before the in-place buffer update
+            raise RuntimeError(f"{op}: input on {input.device}, {name} on {t.device}; move the "
+                               f"module or the input with .to('{input.device}')")
     _check_dtypes(op, input, weight, bias, running_mean, running_var)
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{op}: evaluation mode needs running_mean and running_var")

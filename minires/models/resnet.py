@@ -1,0 +1,125 @@
+"""Plain and residual networks: the CIFAR-10 nets of depth 6n+2 and the ImageNet nets 18-152.
+
+Every model is a :class:`Network` with ``stem`` -> ``blocks`` (all blocks, in order) -> ``pool`` ->
+``fc``. ``model.blocks[i]`` is a :class:`~minires.models.blocks.Block` with a ``branch`` and, when
+residual, a ``shortcut``. The plain twin of a ResNet has exactly the same layers and no shortcuts.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+from .. import nn
+from .blocks import BasicBlock, Bottleneck
+
+IMAGENET_LAYOUTS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
+                    50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3)),
+                    152: (Bottleneck, (3, 8, 36, 3))}
+
+
+class Network(nn.Module):
+    """stem -> blocks -> global average pool -> fc."""
+
+    def __init__(self, stem: nn.Module, blocks: list, features: int, num_classes: int, *,
+                 name: str, depth: int, residual: bool, shortcut: str | None,
+                 stage_starts: list[int]):
+        super().__init__()
+        self.stem = stem
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(features, num_classes)
+        self.name, self.depth, self.residual = name, depth, residual
+        self.shortcut_option = shortcut
+        self.stage_starts = stage_starts
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"{self.name}: expected images (N, C, H, W), got shape {x.shape}")
+        x = self.stem(x)
+        x = self.blocks(x)
+        return self.fc(self.flatten(self.pool(x)))
+
+    def extra_repr(self):
+        return f"name={self.name}, depth={self.depth}, residual={self.residual}" + \
+            (f", shortcut={self.shortcut_option}" if self.residual else "")
+
+
+def _stages(block, in_channels, widths, counts, first_strides, residual, shortcut):
+    blocks, stage_starts = [], []
+    for width, count, stride in zip(widths, counts, first_strides):
+        stage_starts.append(len(blocks))
+        for i in range(count):
+            b = block(in_channels, width, stride if i == 0 else 1, residual, shortcut)
+            blocks.append(b)
+            in_channels = width * block.expansion
+    return blocks, in_channels, stage_starts
+
+
+def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", num_classes: int = 10,
+                 width: int = 16, in_channels: int = 3) -> Network:
+    """The paper's CIFAR-10 net (section 4.2) of depth ``6n + 2``: a 3x3 conv with ``width``
+    filters, three stages of ``n`` basic blocks with width, 2*width, 4*width filters on maps of
+    size S, S/2, S/4 (stride-2 subsampling), global average pooling, a ``num_classes``-way fc."""
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, 1202 ...), got {depth}")
+    n = (depth - 2) // 6
+    stem = nn.Sequential(OrderedDict([
+        ("conv", nn.Conv2d(in_channels, width, 3, padding=1, bias=False)),
+        ("bn", nn.BatchNorm2d(width)), ("relu", nn.ReLU())]))
+    blocks, features, starts = _stages(BasicBlock, width, (width, 2 * width, 4 * width),
+                                       (n, n, n), (1, 2, 2), residual, shortcut)
+    name = f"{'resnet' if residual else 'plain'}{depth}"
+    return Network(stem, blocks, features, num_classes, name=name, depth=depth,
+                   residual=residual, shortcut=shortcut.upper() if residual else None,
+                   stage_starts=starts)
+
+
+def imagenet_resnet(depth: int, residual: bool = True, shortcut: str = "B",
+                    num_classes: int = 1000, in_channels: int = 3) -> Network:
+    """The paper's ImageNet nets (Table 1): 7x7/2 conv 64, 3x3/2 max pool, four stages of
+    64/128/256/512 filters (x4 for bottlenecks), global average pool, fc."""
+    if depth not in IMAGENET_LAYOUTS:
+        raise ValueError(f"ImageNet nets have depth 18, 34, 50, 101 or 152, got {depth}")
+    block, counts = IMAGENET_LAYOUTS[depth]
+    stem = nn.Sequential(OrderedDict([
+        ("conv", nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)),
+        ("bn", nn.BatchNorm2d(64)), ("relu", nn.ReLU()),
+        ("pool", nn.MaxPool2d(3, stride=2, padding=1))]))
+    blocks, features, starts = _stages(block, 64, (64, 128, 256, 512), counts, (1, 2, 2, 2),
+                                       residual, shortcut)
+    name = f"{'resnet' if residual else 'plain'}{depth}"
+    return Network(stem, blocks, features, num_classes, name=name, depth=depth,
+                   residual=residual, shortcut=shortcut.upper() if residual else None,
+                   stage_starts=starts)
+
+
+def get_model(name: str, **kwargs) -> Network:
+    """A model by name: ``resnet20``/``plain56`` (CIFAR, any 6n+2 depth) or ``resnet18`` ...
+    ``plain152`` (ImageNet); keyword arguments go to the constructor."""
+    match = re.fullmatch(r"(resnet|plain)(\d+)", str(name).strip().lower())
+    if not match:
+        raise ValueError(f"unknown model {name!r}: use resnet<depth> or plain<depth>, e.g. "
+                         f"resnet20, plain56, resnet18, resnet50")
+    residual, depth = match.group(1) == "resnet", int(match.group(2))
+    if depth in IMAGENET_LAYOUTS:
+        return imagenet_resnet(depth, residual=residual, **kwargs)
+    return cifar_resnet(depth, residual=residual, **kwargs)
+
+
+def _named(depth, residual, family):
+    def build(**kwargs):
+        return family(depth, residual=residual, **kwargs)
+    build.__name__ = f"{'resnet' if residual else 'plain'}{depth}"
+    build.__doc__ = f"The {'residual' if residual else 'plain'} {depth}-layer net of the paper."
+    return build
+
+
+resnet20, resnet32, resnet44, resnet56, resnet110, resnet1202 = (
+    _named(d, True, cifar_resnet) for d in (20, 32, 44, 56, 110, 1202))
+plain20, plain32, plain44, plain56, plain110, plain1202 = (
+    _named(d, False, cifar_resnet) for d in (20, 32, 44, 56, 110, 1202))
+resnet18, resnet34, resnet50, resnet101, resnet152 = (
+    _named(d, True, imagenet_resnet) for d in (18, 34, 50, 101, 152))
+plain18, plain34, plain50, plain101, plain152 = (
+    _named(d, False, imagenet_resnet) for d in (18, 34, 50, 101, 152))

@@ -1,0 +1,120 @@
+"""Checkpoints: ``mr.save(obj, path)`` and ``mr.load(path)``, as ``.npz`` without pickle.
+
+``obj`` is a (nested) dict / list of tensors, arrays, numbers, strings, booleans and None: a
+model's ``state_dict()``, an optimiser's, a training loop's whole checkpoint. Arrays go into the
+``.npz`` as they are (from any device, through the host); the structure around them is JSON in an
+entry named ``__minires__``. Loading uses ``allow_pickle=False``, so a checkpoint cannot run code.
+
+Writes are atomic: the file is written next to its destination under a temporary name, flushed
+to disk, then renamed over the destination, so an interrupted save never leaves a half-written
+checkpoint where a good one was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy
+
+from . import backend
+from .autograd import Tensor
+
+FORMAT = "minires-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable minires checkpoint."""
+
+
+def _encode(obj, arrays: dict):
+    if isinstance(obj, Tensor):
+        key = f"a{len(arrays)}"
+        arrays[key] = backend.to_host(obj.data)
+        return {"__tensor__": key}
+    if isinstance(obj, numpy.ndarray) or hasattr(obj, "__cuda_array_interface__") or \
+            isinstance(obj, backend.StrictArray):
+        key = f"a{len(arrays)}"
+        arrays[key] = backend.to_host(obj)
+        return {"__array__": key}
+    if isinstance(obj, numpy.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {"__dict__": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, arrays) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, arrays) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"save: cannot store an object of type {type(obj).__name__}; checkpoints "
+                    f"hold tensors, arrays, numbers, strings, lists and dicts")
+
+
+def _decode(obj, arrays, device):
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            data = arrays[obj["__tensor__"]]
+            return Tensor(backend.to_device(data, device) if device is not None else data)
+        if "__array__" in obj:
+            return arrays[obj["__array__"]]
+        if "__tuple__" in obj:
+            return tuple(_decode(v, arrays, device) for v in obj["__tuple__"])
+        if "__dict__" in obj:
+            return {_decode(k, arrays, device): _decode(v, arrays, device)
+                    for k, v in obj["__dict__"]}
+        raise CheckpointError(f"load: unknown entry {sorted(obj)} in the checkpoint structure")
+    if isinstance(obj, list):
+        return [_decode(v, arrays, device) for v in obj]
+    return obj
+
+
+def save(obj, path) -> None:
+    """Write ``obj`` to ``path`` (``.npz``) atomically."""
+    path = os.fspath(path)
+    arrays: dict[str, numpy.ndarray] = {}
+    structure = {"format": FORMAT, "version": VERSION, "object": _encode(obj, arrays)}
+    meta = numpy.frombuffer(json.dumps(structure).encode("utf-8"), dtype=numpy.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            numpy.savez(f, __minires__=meta, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load(path, map_location=None):
+    """Read a checkpoint written by :func:`save`. Tensors come back on ``map_location`` (a device
+    name; default "cpu"), arrays as NumPy arrays. Pickle is never used."""
+    path = os.fspath(path)
+    device = backend.normalize_device(map_location) if map_location is not None else None
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load: no checkpoint at {path}")
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            if "__minires__" not in npz.files:
+                raise CheckpointError(f"load: {path} is an .npz file but not a minires "
+                                      f"checkpoint (no __minires__ entry)")
+            structure = json.loads(npz["__minires__"].tobytes().decode("utf-8"))
+            arrays = {k: npz[k] for k in npz.files if k != "__minires__"}
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError,
+            json.JSONDecodeError) as exc:
+        raise CheckpointError(f"load: {path} is not a readable minires checkpoint (truncated, "
+                              f"corrupt or another format): {exc}") from None
+    if structure.get("format") != FORMAT:
+        raise CheckpointError(f"load: {path} is not a minires checkpoint")
+    if structure.get("version", 0) > VERSION:
+        raise CheckpointError(f"load: {path} was written by a newer minires (format version "
+                              f"{structure['version']}); upgrade minires")
+    return _decode(structure["object"], arrays, device)
