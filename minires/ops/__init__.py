@@ -5,8 +5,8 @@ methods of :class:`~minires.autograd.Tensor`.
 ``sum``/``mean``/``max``, ``reshape``/``transpose``/... to ``Tensor`` (see :mod:`.methods`), so the
 engine never imports the operations built on it.
 """
-from .elementwise import (abs, add, cast, clamp, div, eq, exp, ge, gt, le, log, lt, mul, ne, neg,
-                          pow, relu, sigmoid, sqrt, sub, tanh, transfer, unbroadcast, where)
+from .elementwise import (abs, add, cast, clamp, div, eq, exp, ge, gt, identity, le, log, lt,
+                          mul, ne, neg, pow, relu, sigmoid, sqrt, sub, tanh, transfer, unbroadcast, where)
 from .linalg import linear, matmul
 from .nn_ops import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, cross_entropy, dropout,
                      log_softmax, max_pool2d, mse_loss, nll_loss, softmax)

@@ -349,6 +349,22 @@ def clamp(x, min=None, max=None):
     return Clamp.apply(x, min, max)
 
 
+class Identity(Function):
+    """``y = x`` as a graph node of its own: hooking ``y`` sees only the gradient that flows
+    through ``y``'s consumers, even when ``x`` has other consumers too (how the diagnostics split
+    a block's input gradient into its shortcut and branch parts)."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, g):
+        return g
+
+
+def identity(x: Tensor) -> Tensor:
+    return Identity.apply(x)
+
+
 # ---------------------------------------------------------------------------------------------
 # dtype and device moves (differentiable, so `.to()` keeps the graph)
 # ---------------------------------------------------------------------------------------------

@@ -109,6 +109,16 @@ class SequentialLR(LRScheduler):
         self.schedulers[0].last_epoch = -1
         self.schedulers[0].step()
 
+    def state_dict(self) -> dict:
+        return {"last_epoch": self.last_epoch, "milestones": list(self.milestones),
+                "schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_epoch = state["last_epoch"]
+        self.milestones = list(state["milestones"])
+        for s, st in zip(self.schedulers, state["schedulers"]):
+            s.load_state_dict(st)
+
     def step(self):
         self.last_epoch += 1
         i = bisect_right(self.milestones, self.last_epoch)

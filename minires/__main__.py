@@ -1,0 +1,6 @@
+"""``python -m minires`` runs the ``minires`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

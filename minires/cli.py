@@ -1,0 +1,252 @@
+"""The ``minires`` command (also ``python -m minires``).
+
+    minires degradation [--quick | --full] [--depths 20 56] [--steps N] ...
+    minires gradflow --model plain56 --compare resnet56 [--after-steps K] ...
+    minires train --model resnet20 [--dataset embedded|cifar10] [--epochs N] ...
+
+Bad arguments give a one-line error and exit status 2; an unavailable device or unreadable data
+exits with status 1. Neither prints a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 1."""
+
+
+def _writable_dir(path: str) -> str:
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".minires-write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise CLIError(f"--out {path!r} is not a writable folder ({exc.strerror or exc})")
+    return path
+
+
+def _device(name: str) -> str:
+    from . import backend
+    try:
+        device = backend.normalize_device(name)
+        backend.get_array_module(device)
+    except (ValueError, backend.DeviceError) as exc:
+        raise CLIError(str(exc))
+    return str(device)
+
+
+def _model_name(name: str) -> str:
+    from .models import get_model  # noqa: F401
+    import re
+    m = re.fullmatch(r"(resnet|plain)(\d+)", name.strip().lower())
+    if not m:
+        raise CLIError(f"unknown model {name!r}: use resnet<depth> or plain<depth> (e.g. "
+                       f"resnet20, plain56, resnet18)")
+    depth = int(m.group(2))
+    if depth not in (18, 34, 50, 101, 152) and (depth < 8 or (depth - 2) % 6):
+        raise CLIError(f"model {name!r}: CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, "
+                       f"1202), ImageNet nets 18, 34, 50, 101 or 152")
+    return name.strip().lower()
+
+
+def _positive(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return v
+
+
+def _depth(value: str) -> int:
+    d = _positive(value)
+    if d < 8 or (d - 2) % 6:
+        raise argparse.ArgumentTypeError(f"depth {d} is not 6n+2 (20, 32, 44, 56, 110, ...)")
+    return d
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"minires: error: {message} (see 'minires {self.prog.split()[-1]} --help')\n"
+                  if " " in self.prog else f"minires: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="minires", description="minires: plain vs residual nets, from scratch.")
+    parser.add_argument("--version", action="version", version=f"minires {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    d = sub.add_parser("degradation", help="train plain and residual nets at several depths "
+                       "(the degradation problem, paper Figure 6 / Table 2)")
+    mode = d.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the quick configuration (default): "
+                      "embedded data, 16x16 images, minutes on a CPU")
+    mode.add_argument("--full", action="store_true", help="the paper's CIFAR-10 recipe "
+                      "(64k iterations, depths 20-56: a GPU job)")
+    d.add_argument("--depths", type=_depth, nargs="+", help="depths 6n+2 (default 20 56)")
+    d.add_argument("--steps", type=_positive)
+    d.add_argument("--image-size", type=_positive)
+    d.add_argument("--width", type=_positive, help="filters of the first stage (16 in the paper)")
+    d.add_argument("--batch-size", type=_positive)
+    d.add_argument("--lr", type=float)
+    d.add_argument("--dataset", choices=("embedded", "cifar10"))
+    d.add_argument("--data-dir", help="folder holding (or to hold) cifar-10-python.tar.gz")
+    d.add_argument("--num-train", type=_positive)
+    d.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--eval-every", type=_positive)
+    d.add_argument("--out", default="minires-out/degradation")
+    d.add_argument("--no-progress", action="store_true")
+
+    g = sub.add_parser("gradflow", help="gradient flow per layer and block, plain vs residual")
+    g.add_argument("--model", default="plain56")
+    g.add_argument("--compare", nargs="*", default=["resnet56"], help="more models to measure")
+    g.add_argument("--batch-size", type=_positive, default=128)
+    g.add_argument("--image-size", type=_positive, default=32)
+    g.add_argument("--width", type=_positive, default=16)
+    g.add_argument("--after-steps", type=int, default=0, help="train K steps first (default 0: "
+                   "at initialisation)")
+    g.add_argument("--device", default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default="minires-out/gradflow")
+    g.add_argument("--no-progress", action="store_true")
+
+    t = sub.add_parser("train", help="train one model")
+    t.add_argument("--model", default="resnet20")
+    t.add_argument("--dataset", choices=("embedded", "cifar10"), default="embedded")
+    t.add_argument("--data-dir")
+    t.add_argument("--image-size", type=_positive, default=32)
+    t.add_argument("--width", type=_positive, default=16)
+    t.add_argument("--epochs", type=_positive)
+    t.add_argument("--steps", type=_positive)
+    t.add_argument("--batch-size", type=_positive, default=128)
+    t.add_argument("--lr", type=float, default=0.1)
+    t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--num-train", type=_positive, default=20000)
+    t.add_argument("--augment", action="store_true", help="pad-4 random crop + horizontal flip")
+    t.add_argument("--device", default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="minires-out/train")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    t.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def cmd_degradation(args) -> int:
+    from .experiments import DegradationConfig, degradation_table, run_degradation
+    overrides = {}
+    for key in ("steps", "image_size", "width", "batch_size", "lr", "dataset", "data_dir",
+                "num_train", "eval_every"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    if args.depths:
+        overrides["depths"] = tuple(args.depths)
+    overrides["seed"] = args.seed
+    overrides["device"] = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    config = DegradationConfig.full(**overrides) if args.full else \
+        DegradationConfig.quick(**overrides)
+    if config.dataset == "cifar10" and config.image_size != 32:
+        raise CLIError("CIFAR-10 images are 32x32: use --image-size 32 with --dataset cifar10")
+    out = _writable_dir(args.out)
+    print(f"minires degradation: depths {list(config.depths)}, {config.steps} steps, "
+          f"{config.dataset} {config.image_size}x{config.image_size}, width {config.width}, "
+          f"device {config.device}", flush=True)
+    results = run_degradation(config, out=out, progress=not args.no_progress)
+    print(degradation_table(results))
+    print(f"wrote {os.path.join(out, 'results.json')} and figures to {out}/")
+    return 0
+
+
+def cmd_gradflow(args) -> int:
+    from .experiments import gradflow_table, run_gradflow
+    names = [_model_name(args.model)] + [_model_name(n) for n in (args.compare or [])]
+    device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    if args.after_steps < 0:
+        raise CLIError("--after-steps must be >= 0")
+    out = _writable_dir(args.out)
+    results = run_gradflow(names, batch_size=args.batch_size, image_size=args.image_size,
+                           device=device, seed=args.seed, after_steps=args.after_steps, out=out,
+                           width=args.width, progress=not args.no_progress)
+    print(gradflow_table(results))
+    print(f"wrote {os.path.join(out, 'gradflow.json')} and figures to {out}/")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from . import models
+    from .data.transforms import Compose, RandomCrop, RandomHorizontalFlip
+    from .diagnostics import plots
+    from .experiments import _is_imagenet, _write_json, load_data
+    from .random import manual_seed
+    from .train import fit, paper_optimizer
+    name = _model_name(args.model)
+    device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    if args.dataset == "cifar10" and args.image_size != 32:
+        raise CLIError("CIFAR-10 images are 32x32: use --image-size 32 with --dataset cifar10")
+    if args.epochs is None and args.steps is None:
+        args.epochs = 1
+    if args.epochs is not None and args.steps is not None:
+        raise CLIError("give --epochs or --steps, not both")
+    out = _writable_dir(args.out)
+    train, test = load_data(args.dataset, args.image_size, args.num_train, 2000, args.seed,
+                            args.data_dir)
+    manual_seed(args.seed)
+    model = models.get_model(name, **({} if _is_imagenet(name) else
+                                      {"width": args.width})).to(device)
+    transform = Compose([RandomCrop(args.image_size, padding=4), RandomHorizontalFlip()]) \
+        if args.augment else None
+    history = fit(model, train, test, epochs=args.epochs, steps=args.steps,
+                  optimizer=paper_optimizer(model, lr=args.lr), batch_size=args.batch_size,
+                  checkpoint=os.path.join(out, "checkpoint.npz"), resume=args.resume,
+                  progress=not args.no_progress, seed=args.seed, transform=transform,
+                  warmup_steps=args.warmup_steps, device=device)
+    _write_json({"model": name, "history": history.to_dict()}, os.path.join(out, "history.json"))
+    plots.save_figure(plots.training_curves_figure(
+        [{"model": name, "steps": history.steps, "train_error": history.train_error}]),
+        os.path.join(out, "training_error.png"))
+    print(f"{name}: final training error {history.final_train_error:.1f}%, test error "
+          f"{history.final_test_error:.1f}% after {history.steps[-1] if history.steps else 0} "
+          f"steps ({history.seconds:.0f} s)")
+    print(f"wrote {out}/history.json, {out}/checkpoint.npz")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handler = {"degradation": cmd_degradation, "gradflow": cmd_gradflow,
+               "train": cmd_train}[args.command]
+    try:
+        return handler(args)
+    except CLIError as exc:
+        print(f"minires {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, PermissionError) as exc:
+        print(f"minires {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"minires {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        if type(exc).__name__ in ("DeviceError", "DatasetError", "CheckpointError") or \
+                "cifar" in str(exc).lower():
+            print(f"minires {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,250 @@
+r"""Gradient flow through a network, measured with the engine's own hooks.
+
+For one batch, :func:`measure_gradient_flow` records
+
+* for every conv/linear weight, in depth order: ``||dL/dW||`` and ``||W||``;
+* for every block ``y = relu(F(x) + S(x))``: the norm of the gradient at its output, at its input,
+  and the part of the input gradient that arrives **through the branch** ``F`` and **through the
+  shortcut** ``S``, each measured on its own path;
+* the std of each layer's response after batch norm, before the nonlinearity or the addition
+  (the paper's Figure 7).
+
+How the two paths are told apart: a forward pre-hook gives the branch and the shortcut each its
+own *alias* of the block input (an identity graph node). The gradient that reaches an alias is
+exactly what its path sends back, and the two add up to the input's gradient:
+
+.. math::  \frac{\partial L}{\partial x} = \underbrace{\Big(\frac{\partial F}{\partial x}\Big)^T
+           \frac{\partial L}{\partial y'}}_{\text{branch}} +
+           \underbrace{\Big(\frac{\partial S}{\partial x}\Big)^T
+           \frac{\partial L}{\partial y'}}_{\text{shortcut}}, \qquad y' = F(x) + S(x)
+
+For an identity shortcut the second term *is* ``dL/dy'``: the gradient of a later layer arrives
+undiminished, however small the branch's Jacobian. All hooks are removed afterwards and the model
+is left as it was (its gradients, training mode and parameters).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy
+
+from .. import backend, nn
+from ..autograd import Tensor
+from ..nn import functional as F
+from ..ops import identity
+
+
+def _norm(array) -> float:
+    """The L2 norm of a device array, as a host float (the one sanctioned transfer)."""
+    xp = backend.array_module(array)
+    flat = array.reshape(-1).astype(xp.float64)
+    return float(backend.to_host(xp.sqrt(flat @ flat)))
+
+
+def _std(array) -> float:
+    xp = backend.array_module(array)
+    return float(backend.to_host(array.astype(xp.float64).std()))
+
+
+@dataclass
+class ParamFlow:
+    name: str
+    depth: int
+    grad_norm: float
+    weight_norm: float
+
+
+@dataclass
+class BlockFlow:
+    name: str
+    depth: int
+    out_grad_norm: float
+    in_grad_norm: float
+    branch_grad_norm: float
+    shortcut_grad_norm: float | None
+    response_std: float | None
+
+    @property
+    def shortcut_to_branch(self) -> float | None:
+        """How many times more gradient reaches the input through the shortcut."""
+        if self.shortcut_grad_norm is None or not self.branch_grad_norm:
+            return None
+        return self.shortcut_grad_norm / self.branch_grad_norm
+
+
+@dataclass
+class LayerResponse:
+    name: str
+    depth: int
+    std: float
+
+
+@dataclass
+class GradientFlow:
+    """What :func:`measure_gradient_flow` found, for one model and one batch."""
+    model: str
+    loss: float
+    params: list[ParamFlow] = field(default_factory=list)
+    blocks: list[BlockFlow] = field(default_factory=list)
+    responses: list[LayerResponse] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss,
+                "params": [asdict(p) for p in self.params],
+                "blocks": [asdict(b) for b in self.blocks],
+                "responses": [asdict(r) for r in self.responses]}
+
+    def conv_grad_norms(self, kernel: int | None = 3) -> list[float]:
+        """Gradient norms of the (3x3) conv weights inside the blocks, in depth order."""
+        return [p.grad_norm for p in self.params if p.name.startswith("blocks.")
+                and (kernel is None or p.name.endswith("weight"))
+                and ".shortcut" not in p.name and ".branch.conv" in p.name]
+
+    def spread(self) -> float:
+        """max/min of the block conv-weight gradient norms: 1 is perfectly even flow."""
+        norms = [n for n in self.conv_grad_norms() if n > 0]
+        return max(norms) / min(norms) if norms else math.nan
+
+    def first_to_last(self) -> float:
+        """Gradient norm of the first block's first conv over the last block's last conv."""
+        norms = self.conv_grad_norms()
+        return norms[0] / norms[-1] if norms and norms[-1] else math.nan
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """The conv and linear weights of a model, in depth (registration) order."""
+    out = []
+    for mname, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            out.append((f"{mname}.weight" if mname else "weight", m.weight))
+    return out
+
+
+def _blocks(model: nn.Module):
+    blocks = getattr(model, "blocks", None)
+    if blocks is None:
+        return []
+    return [(f"blocks.{i}", b) for i, b in enumerate(blocks)]
+
+
+def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
+                          loss_fn=F.cross_entropy, name: str | None = None) -> GradientFlow:
+    """Run one forward and backward pass of ``model`` on a batch and record the gradient flow.
+
+    The model keeps its mode (use ``model.train()`` for batch statistics, as at initialisation in
+    the paper). Its ``.grad`` fields are restored afterwards, so this can run mid-training.
+    """
+    saved_grads = [(p, p.grad) for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = None
+    handles, records = [], {}
+
+    for bname, block in _blocks(model):
+        rec = records.setdefault(bname, {})
+
+        def pre_hook(module, inputs, rec=rec):
+            x = inputs[0]
+            rec["in"] = x
+            x.register_hook(lambda g, rec=rec: rec.__setitem__("in_grad", _norm(g.data)))
+            return inputs
+
+        def branch_pre(module, inputs, rec=rec):
+            alias = identity(inputs[0])
+            alias.register_hook(lambda g, rec=rec: rec.__setitem__("branch_grad", g.data))
+            return (alias,)
+
+        def shortcut_pre(module, inputs, rec=rec):
+            alias = identity(inputs[0])
+            alias.register_hook(lambda g, rec=rec: rec.__setitem__("shortcut_grad", g.data))
+            return (alias,)
+
+        def branch_out(module, inputs, output, rec=rec):
+            rec["response_std"] = _std(output.data)
+
+        def out_hook(module, inputs, output, rec=rec):
+            output.register_hook(lambda g, rec=rec: rec.__setitem__("out_grad", _norm(g.data)))
+
+        handles.append(block.register_forward_pre_hook(pre_hook))
+        handles.append(block.register_forward_hook(out_hook))
+        if hasattr(block, "branch"):
+            handles.append(block.branch.register_forward_pre_hook(branch_pre))
+            handles.append(block.branch.register_forward_hook(branch_out))
+        if "shortcut" in getattr(block, "_modules", {}):
+            handles.append(block.shortcut.register_forward_pre_hook(shortcut_pre))
+
+    responses = []
+    bn_index = 0
+    for mname, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            bn_index += 1
+
+            def bn_hook(module, inputs, output, mname=mname, depth=bn_index):
+                responses.append(LayerResponse(mname, depth, _std(output.data)))
+            handles.append(m.register_forward_hook(bn_hook))
+
+    try:
+        # the input must take part in the graph for block 0's input gradient to be computed
+        x = images if images.requires_grad else images.detach().requires_grad_(
+            images.dtype.kind == "f")
+        loss = loss_fn(model(x), labels)
+        loss.backward()
+        params = [ParamFlow(pname, i + 1, _norm(w.grad.data) if w.grad is not None else 0.0,
+                            _norm(w.data))
+                  for i, (pname, w) in enumerate(weight_layers(model))]
+        blocks = []
+        for depth, (bname, block) in enumerate(_blocks(model), start=1):
+            rec = records[bname]
+            branch = rec.get("branch_grad")
+            shortcut = rec.get("shortcut_grad")
+            blocks.append(BlockFlow(
+                name=bname, depth=depth, out_grad_norm=rec.get("out_grad", 0.0),
+                in_grad_norm=rec.get("in_grad", 0.0),
+                branch_grad_norm=_norm(branch) if branch is not None else 0.0,
+                shortcut_grad_norm=_norm(shortcut) if shortcut is not None else None,
+                response_std=rec.get("response_std")))
+        result = GradientFlow(model=name or getattr(model, "name", type(model).__name__),
+                              loss=float(loss.item()), params=params, blocks=blocks,
+                              responses=sorted(responses, key=lambda r: r.depth))
+    finally:
+        for h in handles:
+            h.remove()
+        for p, g in saved_grads:
+            p.grad = g
+    return result
+
+
+def path_gradients(model: nn.Module, images: Tensor, labels: Tensor, block_index: int,
+                   loss_fn=F.cross_entropy) -> dict:
+    """The raw gradient arrays (host, float64) at one block's input: ``total``, ``branch`` and
+    ``shortcut`` (None for a plain block). ``branch + shortcut == total`` is the test that the
+    split is exact."""
+    block = model.blocks[block_index]
+    got = {}
+
+    def pre(module, inputs):
+        inputs[0].register_hook(lambda g: got.__setitem__("total", g.data))
+        return inputs
+
+    def make(key):
+        def hook(module, inputs):
+            alias = identity(inputs[0])
+            alias.register_hook(lambda g: got.__setitem__(key, g.data))
+            return (alias,)
+        return hook
+
+    handles = [block.register_forward_pre_hook(pre),
+               block.branch.register_forward_pre_hook(make("branch"))]
+    if "shortcut" in block._modules:
+        handles.append(block.shortcut.register_forward_pre_hook(make("shortcut")))
+    saved = [(p, p.grad) for p in model.parameters()]
+    try:
+        x = images.detach().requires_grad_(True)
+        loss_fn(model(x), labels).backward()
+    finally:
+        for h in handles:
+            h.remove()
+        for p, g in saved:
+            p.grad = g
+    return {k: (backend.to_host(got[k]).astype(numpy.float64) if k in got else None)
+            for k in ("total", "branch", "shortcut")}

@@ -1,0 +1,230 @@
+"""The experiments of the paper that the ``minires`` command runs, usable from code too.
+
+* :func:`run_degradation`: plain and residual nets at several depths, trained with the same
+  recipe; deeper *plain* nets end with a higher **training** error (the degradation problem),
+  deeper ResNets do not (the paper's Figure 6 and Table 2/6).
+* :func:`run_gradflow`: gradient flow at initialisation (or after K steps) for several models.
+
+Both write ``results.json`` / ``gradflow.json`` (schemas in the docs) and PNG figures to ``out``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from . import __version__, backend, models
+from .data.cifar10 import load_cifar10
+from .data.embedded import load_embedded
+from .data.loader import DataLoader
+from .data.transforms import Compose, PerPixelMean, RandomCrop, RandomHorizontalFlip
+from .diagnostics import measure_gradient_flow, plots
+from .random import manual_seed
+from .train import fit, paper_optimizer
+
+
+@dataclass
+class DegradationConfig:
+    """Settings of the degradation experiment. ``quick()`` finishes in minutes on 2 CPU cores;
+    ``full()`` is the paper's CIFAR-10 recipe (64k iterations: a GPU job)."""
+    depths: tuple = (20, 56)
+    steps: int = 300
+    image_size: int = 16
+    width: int = 16
+    batch_size: int = 128
+    lr: float = 0.1
+    warmup_steps: int = 50
+    dataset: str = "embedded"
+    data_dir: str | None = None
+    num_train: int = 20000
+    num_test: int = 2000
+    eval_every: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    shortcut: str = "A"
+    augment: bool = False
+
+    @classmethod
+    def quick(cls, **overrides) -> "DegradationConfig":
+        return cls(**overrides)
+
+    @classmethod
+    def full(cls, **overrides) -> "DegradationConfig":
+        base = dict(depths=(20, 32, 44, 56), steps=64000, image_size=32, width=16,
+                    dataset="cifar10", warmup_steps=0, num_train=45000, num_test=10000,
+                    eval_every=2000, augment=True)
+        base.update(overrides)
+        return cls(**base)
+
+
+def load_data(dataset: str, image_size: int, num_train: int, num_test: int, seed: int,
+              data_dir: str | None = None):
+    """``(train, test)`` datasets, per-pixel-mean subtracted with the training mean (the paper)."""
+    if dataset == "embedded":
+        train, test = load_embedded(image_size=image_size, num_train=num_train,
+                                    num_test=num_test, seed=seed)
+    elif dataset == "cifar10":
+        train, test = load_cifar10(root=data_dir)
+        if image_size != 32:
+            raise ValueError("CIFAR-10 images are 32x32; use --image-size 32 with cifar10")
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}: use 'embedded' or 'cifar10'")
+    mean = PerPixelMean().fit(train.images)
+    train.images = mean(train.images)
+    test.images = mean(test.images)
+    if dataset == "cifar10" and num_train < len(train):
+        from .data.loader import train_val_split
+        train, _ = train_val_split(train, val_fraction=1 - num_train / len(train), seed=seed)
+    return train, test
+
+
+def _count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def run_degradation(config: DegradationConfig, out: str = "minires-out/degradation",
+                    progress: bool = True, log=print) -> dict:
+    """Train plain-d and ResNet-d for each depth d; write results.json and figures to ``out``."""
+    backend.get_array_module(config.device)      # fail early on an unavailable device
+    os.makedirs(out, exist_ok=True)
+    train, test = load_data(config.dataset, config.image_size, config.num_train,
+                            config.num_test, config.seed, config.data_dir)
+    transform = Compose([RandomCrop(config.image_size, padding=4), RandomHorizontalFlip()]) \
+        if config.augment else None
+    eval_every = config.eval_every or max(1, config.steps // 4)
+    runs, flows = [], []
+    for depth in config.depths:
+        for residual in (False, True):
+            manual_seed(config.seed)
+            model = models.cifar_resnet(depth, residual=residual, shortcut=config.shortcut,
+                                        width=config.width).to(config.device)
+            loader = DataLoader(train, batch_size=config.batch_size, shuffle=True,
+                                drop_last=True, seed=config.seed, transform=transform,
+                                device=config.device)
+            probe_images, probe_labels = next(iter(DataLoader(
+                train, batch_size=min(config.batch_size, 128), shuffle=True,
+                seed=config.seed + 1, device=config.device)))
+            flows.append(measure_gradient_flow(model, probe_images, probe_labels))
+            log(f"training {model.name} ({_count_params(model):,} parameters) for "
+                f"{config.steps} steps on {config.device}")
+            history = fit(model, loader, test, steps=config.steps, eval_every=eval_every,
+                          warmup_steps=config.warmup_steps, progress=progress,
+                          seed=config.seed, batch_size=config.batch_size,
+                          optimizer=paper_optimizer(model, lr=config.lr), desc=model.name)
+            runs.append({"model": model.name, "depth": depth, "residual": residual,
+                         "shortcut": config.shortcut if residual else None,
+                         "params": _count_params(model), "steps": history.steps,
+                         "train_error": history.train_error, "test_error": history.test_error,
+                         "train_loss": history.train_loss, "seconds": round(history.seconds, 2),
+                         "diverged": history.diverged})
+    settings = {"dataset": config.dataset, "image_size": config.image_size,
+                "width": config.width, "steps": config.steps, "batch_size": config.batch_size,
+                "lr": config.lr, "warmup_steps": config.warmup_steps, "seed": config.seed,
+                "device": str(config.device), "depths": list(config.depths),
+                "minires_version": __version__}
+    results = {"settings": settings, "runs": runs}
+    _write_json(results, os.path.join(out, "results.json"))
+    plots.save_figure(plots.training_curves_figure(runs, "train_error"),
+                      os.path.join(out, "training_error.png"))
+    plots.save_figure(plots.training_curves_figure(runs, "test_error",
+                                                   title="Test error"),
+                      os.path.join(out, "test_error.png"))
+    plots.save_figure(plots.gradient_norms_figure(flows),
+                      os.path.join(out, "gradient_norms_at_init.png"))
+    return results
+
+
+def degradation_table(results: dict) -> str:
+    """The paper's Table 2 layout: rows are depths, columns plain and ResNet; each cell the final
+    training error / test error in percent."""
+    by = {(r["depth"], r["residual"]): r for r in results["runs"]}
+    depths = sorted({r["depth"] for r in results["runs"]})
+
+    def cell(r):
+        if r is None:
+            return "-"
+        test = f"{r['test_error'][-1]:.1f}" if r["test_error"] else "-"
+        mark = " (diverged)" if r.get("diverged") else ""
+        return f"{r['train_error'][-1]:5.1f} / {test:>5}{mark}"
+    lines = ["final error, % (train / test)", f"{'layers':>8} | {'plain':>18} | {'ResNet':>18}",
+             "-" * 51]
+    for d in depths:
+        lines.append(f"{d:>8} | {cell(by.get((d, False))):>18} | {cell(by.get((d, True))):>18}")
+    return "\n".join(lines)
+
+
+def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, device: str = "cpu",
+                 seed: int = 0, after_steps: int = 0, out: str = "minires-out/gradflow",
+                 dataset: str = "embedded", width: int = 16, progress: bool = True,
+                 log=print) -> dict:
+    """Gradient flow of each model on one batch, at initialisation (``after_steps=0``) or after K
+    training steps; writes gradflow.json and figures to ``out``."""
+    backend.get_array_module(device)
+    os.makedirs(out, exist_ok=True)
+    train, _ = load_data(dataset, image_size, max(batch_size * max(after_steps, 1), 2048),
+                         16, seed)
+    result_models, flows = {}, []
+    for name in model_names:
+        manual_seed(seed)
+        kwargs = {} if _is_imagenet(name) else {"width": width}
+        model = models.get_model(name, **kwargs).to(device)
+        if after_steps:
+            fit(model, train, steps=after_steps, batch_size=batch_size, progress=progress,
+                seed=seed, warmup_steps=min(50, after_steps // 2), eval_every=after_steps)
+        images, labels = next(iter(DataLoader(train, batch_size=batch_size, shuffle=True,
+                                              seed=seed + 1, device=device)))
+        model.train()
+        flow = measure_gradient_flow(model, images, labels, name=name)
+        flows.append(flow)
+        data = flow.to_dict()
+        result_models[name] = {"params": data["params"], "blocks": data["blocks"],
+                               "responses": data["responses"], "loss": data["loss"],
+                               "spread": flow.spread(), "first_to_last": flow.first_to_last()}
+        log(f"{name}: loss {flow.loss:.3f}, conv gradient norm max/min over depth "
+            f"{flow.spread():.3g}, first/last {flow.first_to_last():.3g}")
+    results = {"settings": {"batch_size": batch_size, "image_size": image_size,
+                            "device": str(device), "seed": seed, "after_steps": after_steps,
+                            "dataset": dataset, "width": width, "minires_version": __version__},
+               "models": result_models}
+    _write_json(results, os.path.join(out, "gradflow.json"))
+    plots.save_figure(plots.gradient_norms_figure(
+        flows, title="Gradient norm of each 3x3 conv weight" +
+        (" at initialisation" if not after_steps else f" after {after_steps} steps")),
+        os.path.join(out, "gradient_norms.png"))
+    for flow in flows:
+        if any(b.shortcut_grad_norm is not None for b in flow.blocks):
+            plots.save_figure(plots.shortcut_branch_figure(flow),
+                              os.path.join(out, f"shortcut_vs_branch_{flow.model}.png"))
+    plots.save_figure(plots.response_std_figure(flows), os.path.join(out, "response_std.png"))
+    return results
+
+
+def _is_imagenet(name: str) -> bool:
+    digits = "".join(c for c in name if c.isdigit())
+    return digits.isdigit() and int(digits) in models.resnet.IMAGENET_LAYOUTS
+
+
+def gradflow_table(results: dict) -> str:
+    """Per-block table of each model's gradient flow."""
+    lines = []
+    for name, data in results["models"].items():
+        lines.append(f"{name}  (conv gradient norm spread max/min {data['spread']:.3g}, "
+                     f"first/last {data['first_to_last']:.3g})")
+        lines.append(f"{'block':>7} {'out grad':>10} {'in grad':>10} {'branch':>10} "
+                     f"{'shortcut':>10} {'sc/branch':>9}")
+        for b in data["blocks"]:
+            sc = b["shortcut_grad_norm"]
+            ratio = f"{sc / b['branch_grad_norm']:.2f}" if sc is not None and \
+                b["branch_grad_norm"] else "-"
+            lines.append(f"{b['depth']:>7} {b['out_grad_norm']:>10.3g} {b['in_grad_norm']:>10.3g}"
+                         f" {b['branch_grad_norm']:>10.3g} "
+                         f"{(f'{sc:.3g}' if sc is not None else '-'):>10} {ratio:>9}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write_json(obj, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, allow_nan=True)
+    os.replace(tmp, path)

@@ -1,0 +1,257 @@
+"""The training loop: :func:`fit` trains a model with the paper's SGD recipe and records a
+:class:`History` of training and test error.
+
+One step is the textbook loop, written out::
+
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+
+Every ``eval_every`` steps the loop records the training loss and error (over the mini-batches
+since the last record, as the paper's training curves do), evaluates on the test data in eval mode
+(running batch-norm statistics, no graph), calls the callbacks, and writes the checkpoint.
+A checkpoint holds everything needed to continue exactly: model, optimiser, schedule, step, the
+data loader's position, the random state and the history so far.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy
+
+from . import backend, random as mr_random, serialization
+from .autograd import Tensor, no_grad
+from .data.loader import DataLoader
+from .nn import functional as F
+from .optim import SGD
+from .optim.lr_scheduler import LinearLR, MultiStepLR, SequentialLR
+
+
+@dataclass
+class History:
+    """What :func:`fit` measured. Errors are in percent."""
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_error: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_error: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    diverged: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(**{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()})
+
+    @property
+    def final_train_error(self) -> float:
+        return self.train_error[-1] if self.train_error else math.nan
+
+    @property
+    def final_test_error(self) -> float:
+        return self.test_error[-1] if self.test_error else math.nan
+
+
+def progress_enabled(progress: bool = True) -> bool:
+    """Progress bars are on unless ``progress=False`` or MINIRES_PROGRESS=0 (notebooks and docs
+    set it so their executed outputs stay clean)."""
+    return bool(progress) and os.environ.get("MINIRES_PROGRESS", "1").strip().lower() \
+        not in ("0", "false", "no", "off")
+
+
+def paper_optimizer(model, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4):
+    """The paper's optimiser: SGD, momentum 0.9, weight decay 1e-4, lr 0.1."""
+    return SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def paper_schedule(optimizer, total_steps: int, warmup_steps: int = 0):
+    """The paper's schedule scaled to ``total_steps``: lr / 10 at 50% and 75% of training (32k and
+    48k of 64k iterations), after an optional linear warm-up."""
+    milestones = [int(total_steps * 0.5), int(total_steps * 0.75)]
+    if warmup_steps <= 0:
+        return MultiStepLR(optimizer, milestones, gamma=0.1)
+    warmup = LinearLR(optimizer, start_factor=1.0 / max(warmup_steps, 1), end_factor=1.0,
+                      total_iters=warmup_steps)
+    decay = MultiStepLR(optimizer, [max(m - warmup_steps, 1) for m in milestones], gamma=0.1)
+    return SequentialLR(optimizer, [warmup, decay], milestones=[warmup_steps])
+
+
+def _model_device(model):
+    for p in model.parameters():
+        return p.device
+    return backend.default_device()
+
+
+def evaluate(model, data, batch_size: int = 256, device=None, max_batches: int | None = None):
+    """``(loss, error %)`` of ``model`` on a dataset or loader, in eval mode, without a graph.
+    The model's training mode is restored afterwards."""
+    device = device or _model_device(model)
+    loader = data if isinstance(data, DataLoader) else \
+        DataLoader(data, batch_size=batch_size, shuffle=False, device=device)
+    was_training = model.training
+    model.eval()
+    total_loss = total_wrong = None
+    count = 0
+    try:
+        with no_grad():
+            for b, (images, labels) in enumerate(loader):
+                if max_batches is not None and b >= max_batches:
+                    break
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels, reduction="sum").data
+                wrong = (logits.data.argmax(axis=1) != labels.data).sum()
+                total_loss = loss if total_loss is None else total_loss + loss
+                total_wrong = wrong if total_wrong is None else total_wrong + wrong
+                count += labels.shape[0]
+    finally:
+        model.train(was_training)
+    if count == 0:
+        return math.nan, math.nan
+    xp = backend.get_array_module(device)
+    loss_sum, wrong_sum = backend.to_host(
+        xp.stack([xp.asarray(total_loss, dtype=xp.float64),
+                  xp.asarray(total_wrong, dtype=xp.float64)])).tolist()
+    return loss_sum / count, 100.0 * wrong_sum / count
+
+
+def _call(callback, method, *args):
+    fn = getattr(callback, method, None)
+    if fn is not None:
+        fn(*args)
+
+
+def fit(model, train_data, test_data=None, *, steps: int | None = None,
+        epochs: int | None = None, optimizer=None, scheduler=None, batch_size: int = 128,
+        eval_every: int | None = None, callbacks=(), checkpoint: str | None = None,
+        resume: bool = False, progress: bool = True, seed: int = 0, device=None,
+        transform=None, warmup_steps: int = 0, eval_batches: int | None = None,
+        desc: str | None = None) -> History:
+    """Train ``model`` on ``train_data`` (a dataset or a :class:`~minires.data.DataLoader`).
+
+    Give ``steps`` or ``epochs``. Defaults follow the paper: SGD with lr 0.1, momentum 0.9,
+    weight decay 1e-4, lr divided by 10 at 50% and 75% of the steps (``warmup_steps`` adds a
+    linear warm-up). Every ``eval_every`` steps (default: 10 records over the run) the history
+    gets the training loss/error since the last record and the test loss/error (all of
+    ``test_data``, or its first ``eval_batches`` batches), each callback is called as
+    ``callback(step, model, metrics)``, and ``checkpoint`` (a path) is written. A callback may
+    also define ``on_after_backward(step, model)`` and ``on_after_step(step, model)``, called at
+    every step. With ``resume=True`` and an existing checkpoint, training continues from it
+    exactly where it stopped.
+    """
+    if device is not None:
+        model.to(device)
+    device = _model_device(model)
+    if isinstance(train_data, DataLoader):
+        loader = train_data
+    else:
+        loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True,
+                            seed=seed, transform=transform, device=device)
+    if steps is None and epochs is None:
+        raise ValueError("fit: give steps= or epochs=")
+    if steps is not None and epochs is not None:
+        raise ValueError("fit: give steps= or epochs=, not both")
+    total = int(steps) if steps is not None else int(epochs) * len(loader)
+    if total < 1:
+        raise ValueError(f"fit: nothing to train ({total} steps)")
+    eval_every = int(eval_every) if eval_every else max(1, total // 10)
+    if eval_every < 1:
+        raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
+    optimizer = optimizer or paper_optimizer(model)
+    scheduler = scheduler or paper_schedule(optimizer, total, warmup_steps)
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+    history = History()
+    step = 0
+    mr_random.manual_seed(seed)
+    if checkpoint and resume and os.path.exists(checkpoint):
+        state = serialization.load(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        loader.load_state_dict(state["loader"])
+        mr_random.set_rng_state(state["rng"])
+        history = History.from_dict(state["history"])
+        step = int(state["step"])
+
+    bar = None
+    if progress_enabled(progress):
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, initial=step, desc=desc or getattr(model, "name", "train"),
+                   leave=False, dynamic_ncols=True)
+    model.train()
+    run_loss = run_wrong = None
+    run_count = 0
+    started = time.perf_counter() - history.seconds
+
+    def batches():
+        while True:
+            yield from loader
+
+    try:
+        for images, labels in batches():
+            if step >= total:
+                break
+            optimizer.zero_grad()
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+            loss.backward()
+            step += 1
+            for cb in callbacks:
+                _call(cb, "on_after_backward", step, model)
+            optimizer.step()
+            scheduler.step()
+            for cb in callbacks:
+                _call(cb, "on_after_step", step, model)
+            with no_grad():
+                batch_loss = loss.data * labels.shape[0]
+                wrong = (logits.data.argmax(axis=1) != labels.data).sum()
+                run_loss = batch_loss if run_loss is None else run_loss + batch_loss
+                run_wrong = wrong if run_wrong is None else run_wrong + wrong
+                run_count += labels.shape[0]
+            if bar is not None:
+                bar.update(1)
+            if step % eval_every == 0 or step == total:
+                xp = backend.get_array_module(device)
+                loss_sum, wrong_sum = backend.to_host(
+                    xp.stack([xp.asarray(run_loss, dtype=xp.float64), xp.asarray(run_wrong, dtype=xp.float64)])).tolist()
+                history.steps.append(step)
+                history.train_loss.append(loss_sum / run_count)
+                history.train_error.append(100.0 * wrong_sum / run_count)
+                history.lr.append(float(optimizer.param_groups[0]["lr"]))
+                if test_data is not None:
+                    tl, te = evaluate(model, test_data, batch_size=max(batch_size, 256),
+                                      device=device, max_batches=eval_batches)
+                    history.test_loss.append(tl)
+                    history.test_error.append(te)
+                run_loss = run_wrong = None
+                run_count = 0
+                history.seconds = time.perf_counter() - started
+                metrics = {k: v[-1] for k, v in history.to_dict().items()
+                           if isinstance(v, list) and v}
+                metrics["step"] = step
+                if bar is not None:
+                    bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
+                                    err=f"{metrics['train_error']:.1f}%")
+                for cb in callbacks:
+                    cb(step, model, metrics)
+                if not math.isfinite(history.train_loss[-1]):
+                    history.diverged = True
+                    break
+                if checkpoint:
+                    serialization.save({
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "loader": loader.state_dict(),
+                        "rng": mr_random.get_rng_state(), "history": history.to_dict(),
+                        "step": step}, checkpoint)
+    finally:
+        if bar is not None:
+            bar.close()
+    history.seconds = time.perf_counter() - started
+    return history
