@@ -149,15 +149,18 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     if device is not None:
         model.to(device)
     device = _model_device(model)
-    if isinstance(train_data, DataLoader):
-        loader = train_data
-    else:
-        loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True,
-                            seed=seed, transform=transform, device=device)
     if steps is None and epochs is None:
         raise ValueError("fit: give steps= or epochs=")
     if steps is not None and epochs is not None:
         raise ValueError("fit: give steps= or epochs=, not both")
+    if isinstance(train_data, DataLoader):
+        loader = train_data
+    else:
+        # full batches only (batch-norm statistics of a 3-sample last batch are noise), unless
+        # the whole dataset is smaller than one batch
+        loader = DataLoader(train_data, batch_size=batch_size, shuffle=True,
+                            drop_last=len(train_data) >= batch_size, seed=seed,
+                            transform=transform, device=device)
     total = int(steps) if steps is not None else int(epochs) * len(loader)
     if total < 1:
         raise ValueError(f"fit: nothing to train ({total} steps)")

@@ -1,0 +1,119 @@
+"""One SGD training step (forward, backward, update) of CIFAR ResNet-20 and ResNet-56 at batch
+128, float32, minires vs the same nets in PyTorch measured in the same run.
+
+    python benchmarks/bench_step.py [--device cpu|cuda] [--models resnet20 resnet56]
+                                    [--batch-sizes 128] [--image-size 32] [--json out.json]
+
+The PyTorch twin is built here with the same layers (3x3 convs without bias, BN, option-A
+shortcuts). Ratio = minires time / PyTorch time (lower is better). On cuda, PyTorch uses cuDNN.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import minires as mr  # noqa: E402
+import minires.nn.functional as F  # noqa: E402
+from minires import backend, models, optim  # noqa: E402
+
+from common import machine, timeit, torch_or_none  # noqa: E402
+
+
+def torch_cifar_resnet(torch, depth: int, width: int = 16):
+    nn, tf = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.cin, self.cout, self.stride = cin, cout, stride
+
+        def forward(self, x):
+            out = self.b2(self.c2(tf.relu(self.b1(self.c1(x)))))
+            sc = x
+            if self.stride != 1 or self.cin != self.cout:
+                sc = tf.pad(x[:, :, ::self.stride, ::self.stride],
+                            (0, 0, 0, 0, 0, self.cout - self.cin))
+            return tf.relu(out + sc)
+
+    n = (depth - 2) // 6
+    layers = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    cin = width
+    for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
+        for i in range(n):
+            layers.append(Block(cin, cout, stride if i == 0 else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
+    return nn.Sequential(*layers)
+
+
+def time_minires(name, batch, size, device, repeat):
+    mr.manual_seed(0)
+    model = models.get_model(name).to(device)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = mr.randn(batch, 3, size, size, device=device)
+    y = mr.randint(0, 10, (batch,), device=device)
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return timeit(step, repeat, warmup=2, sync=lambda: backend.synchronize(device))
+
+
+def time_torch(torch, name, batch, size, device, repeat):
+    torch.manual_seed(0)
+    depth = int("".join(c for c in name if c.isdigit()))
+    dev = "cuda" if device.startswith("cuda") else "cpu"
+    model = torch_cifar_resnet(torch, depth).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch, 3, size, size, device=dev)
+    y = torch.randint(0, 10, (batch,), device=dev)
+
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    sync = torch.cuda.synchronize if dev == "cuda" else None
+    return timeit(step, repeat, warmup=2, sync=sync)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[128])
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    torch = torch_or_none()
+    if torch is not None and not args.device.startswith("cuda"):
+        torch.set_num_threads(os.cpu_count() or 1)
+    rows = []
+    print(f"{'model':<10} {'batch':>5} {'minires s':>10} {'torch s':>9} {'ratio':>6}")
+    for name in args.models:
+        for batch in args.batch_sizes:
+            t_mr = time_minires(name, batch, args.image_size, args.device, args.repeat)
+            t_torch = time_torch(torch, name, batch, args.image_size, args.device, args.repeat) \
+                if torch is not None else None
+            ratio = t_mr / t_torch if t_torch else None
+            rows.append({"model": name, "batch": batch, "image_size": args.image_size,
+                         "minires_s": t_mr, "torch_s": t_torch, "ratio": ratio})
+            print(f"{name:<10} {batch:>5} {t_mr:>10.3f} "
+                  f"{(f'{t_torch:.3f}' if t_torch else '-'):>9} "
+                  f"{(f'{ratio:.2f}' if ratio else '-'):>6}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": args.device, "machine": machine(), "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The minires command end to end (tiny settings) and its errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from minires import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(args):
+    return cli.main(args)
+
+
+def test_degradation_tiny_run(tmp_path, capsys):
+    out = str(tmp_path / "deg")
+    rc = run(["degradation", "--depths", "8", "14", "--steps", "6", "--image-size", "8",
+              "--width", "4", "--num-train", "256", "--batch-size", "32", "--eval-every", "3",
+              "--out", out, "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "plain" in printed and "ResNet" in printed and "14 |" in printed
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert results["settings"]["steps"] == 6 and results["settings"]["dataset"] == "embedded"
+    names = [r["model"] for r in results["runs"]]
+    assert names == ["plain8", "resnet8", "plain14", "resnet14"]
+    for r in results["runs"]:
+        assert r["steps"] == [3, 6] and len(r["train_error"]) == 2 and len(r["test_error"]) == 2
+        assert r["params"] > 0 and r["seconds"] > 0
+        assert r["residual"] == r["model"].startswith("resnet")
+    for png in ("training_error.png", "test_error.png", "gradient_norms_at_init.png"):
+        assert os.path.getsize(os.path.join(out, png)) > 1000
+
+
+def test_gradflow_tiny_run(tmp_path, capsys):
+    out = str(tmp_path / "gf")
+    rc = run(["gradflow", "--model", "plain8", "--compare", "resnet8", "--batch-size", "8",
+              "--image-size", "8", "--width", "4", "--out", out, "--no-progress"])
+    assert rc == 0
+    data = json.load(open(os.path.join(out, "gradflow.json")))
+    assert set(data["models"]) == {"plain8", "resnet8"}
+    blocks = data["models"]["resnet8"]["blocks"]
+    assert blocks[0]["name"] == "blocks.0" and blocks[0]["shortcut_grad_norm"] is not None
+    assert data["models"]["plain8"]["blocks"][0]["shortcut_grad_norm"] is None
+    p = data["models"]["plain8"]["params"][0]
+    assert set(p) >= {"name", "depth", "grad_norm", "weight_norm"}
+    assert "sc/branch" in capsys.readouterr().out
+    assert os.path.exists(os.path.join(out, "gradient_norms.png"))
+
+
+def test_train_and_resume(tmp_path, capsys):
+    out = str(tmp_path / "tr")
+    args = ["train", "--model", "resnet8", "--steps", "4", "--image-size", "8", "--width", "4",
+            "--num-train", "128", "--batch-size", "32", "--out", out, "--no-progress"]
+    assert run(args) == 0
+    assert os.path.exists(os.path.join(out, "checkpoint.npz"))
+    assert run(args + ["--resume"]) == 0
+    hist = json.load(open(os.path.join(out, "history.json")))["history"]
+    assert hist["steps"][-1] == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["degradation", "--depths", "21"], "6n+2"),
+    (["degradation", "--steps", "0"], "positive"),
+    (["gradflow", "--model", "vgg16"], "unknown model"),
+    (["gradflow", "--model", "resnet21"], "6n+2"),
+    (["train", "--model", "resnet20", "--device", "tpu"], "unknown device"),
+    (["train", "--model", "resnet20", "--dataset", "cifar10", "--image-size", "16"], "32x32"),
+])
+def test_bad_arguments_one_line_error(args, message, capsys):
+    try:
+        rc = run(args)
+    except SystemExit as exc:       # argparse errors exit with status 2
+        rc = exc.code
+    assert rc in (1, 2)
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_out(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc = run(["degradation", "--out", str(blocker / "sub"), "--no-progress"])
+    assert rc == 1
+    assert "not a writable folder" in capsys.readouterr().err
+
+
+def test_unavailable_cuda(capsys):
+    import minires as mr
+    if mr.cuda.is_available():
+        pytest.skip("a GPU is available here")
+    rc = run(["degradation", "--device", "cuda", "--no-progress", "--out", "/tmp/unused-mr"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "cuda" in err and "Traceback" not in err
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "minires", "--version"], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0 and proc.stdout.startswith("minires ")

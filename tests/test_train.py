@@ -1,0 +1,116 @@
+"""The training loop: the loss falls, evaluation, callbacks, checkpoints and exact resume."""
+import math
+import os
+
+import numpy as np
+import pytest
+
+import minires as mr
+from minires import models, optim
+from minires.data import DataLoader, TensorDataset
+from minires.train import History, evaluate, fit, paper_schedule, progress_enabled
+
+
+def _easy_data(n=256, size=8, seed=0):
+    """A separable toy problem: the class is the brightest of 4 quadrants."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 3, size, size)).astype(np.float32) * 0.3
+    y = rng.integers(0, 4, n)
+    h = size // 2
+    for i, c in enumerate(y):
+        r, col = divmod(int(c), 2)
+        x[i, :, r * h:(r + 1) * h, col * h:(col + 1) * h] += 1.5
+    return TensorDataset(x, y)
+
+
+def test_loss_falls_on_a_tiny_problem(device):
+    mr.manual_seed(0)
+    model = models.cifar_resnet(8, width=4, num_classes=4)
+    train, test = _easy_data(256), _easy_data(64, seed=1)
+    h = fit(model, train, test, steps=40, batch_size=32, eval_every=10, progress=False,
+            device=device, warmup_steps=5)
+    assert isinstance(h, History)
+    assert h.steps == [10, 20, 30, 40]
+    assert h.train_loss[-1] < 0.7 * h.train_loss[0]
+    assert h.test_error[-1] < 50.0
+    assert all(0 <= e <= 100 for e in h.train_error + h.test_error)
+    assert h.lr[-1] == pytest.approx(0.001)        # /10 at 50% and 75%
+    assert h.seconds > 0 and not h.diverged
+    loss, err = evaluate(model, test, batch_size=16)
+    assert math.isfinite(loss) and 0 <= err <= 100
+
+
+def test_callbacks_called(device):
+    calls = []
+    model = models.cifar_resnet(8, width=2, num_classes=4)
+    fit(model, _easy_data(64), steps=6, batch_size=16, eval_every=3, progress=False,
+        callbacks=[lambda step, m, metrics: calls.append((step, m is model, metrics["step"]))],
+        device=device)
+    assert calls == [(3, True, 3), (6, True, 6)]
+
+
+def test_resume_continues_exactly(tmp_path):
+    ck = str(tmp_path / "ck.npz")
+    data = _easy_data(128)
+
+    def run(steps, resume, path):
+        mr.manual_seed(1)
+        model = models.cifar_resnet(8, width=4, num_classes=4)
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+        sched = paper_schedule(opt, 8, warmup_steps=2)
+        h = fit(model, data, steps=steps, batch_size=32, eval_every=2, progress=False,
+                checkpoint=path, resume=resume, optimizer=opt, scheduler=sched, seed=3)
+        return model, h
+
+    full_model, full_h = run(8, False, str(tmp_path / "other.npz"))
+    # interrupted after 4 steps: emulate by training 8 steps with a checkpoint at step 4
+    part_model, _ = run(8, False, ck)
+    state = mr.load(ck)
+    assert state["step"] == 8
+    # now a real interruption: train 4 steps, then resume to 8
+    ck2 = str(tmp_path / "ck2.npz")
+    _ = run(4, False, ck2)
+    assert os.path.exists(ck2)
+    # a fresh process would rebuild the same model and optimizer and resume from the file
+    mr.manual_seed(1)
+    model = models.cifar_resnet(8, width=4, num_classes=4)
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    sched = paper_schedule(opt, 8, warmup_steps=2)
+    h = fit(model, data, steps=8, batch_size=32, eval_every=2, progress=False, checkpoint=ck2,
+            resume=True, optimizer=opt, scheduler=sched, seed=3)
+    assert h.steps == full_h.steps
+    np.testing.assert_allclose(h.train_loss, full_h.train_loss, rtol=1e-5)
+    for (k, a), (_, b) in zip(model.state_dict().items(), full_model.state_dict().items()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_bad_arguments():
+    model = models.cifar_resnet(8, width=2)
+    data = _easy_data(32)
+    with pytest.raises(ValueError, match="steps= or epochs="):
+        fit(model, data, progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        fit(model, data, steps=1, epochs=1, progress=False)
+
+
+def test_epochs_and_loader_input():
+    model = models.cifar_resnet(8, width=2, num_classes=4)
+    loader = DataLoader(_easy_data(64), batch_size=16, shuffle=True, drop_last=True)
+    h = fit(model, loader, epochs=2, progress=False)
+    assert h.steps[-1] == 8
+
+
+def test_progress_switch(monkeypatch):
+    monkeypatch.setenv("MINIRES_PROGRESS", "0")
+    assert not progress_enabled(True)
+    monkeypatch.setenv("MINIRES_PROGRESS", "1")
+    assert progress_enabled(True) and not progress_enabled(False)
+
+
+def test_divergence_is_reported():
+    from minires import nn
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))      # no BN to rescue it
+    opt = optim.SGD(model.parameters(), lr=1e30)
+    h = fit(model, _easy_data(64), steps=20, batch_size=16, eval_every=1, optimizer=opt,
+            scheduler=optim.lr_scheduler.MultiStepLR(opt, [1000]), progress=False)
+    assert h.diverged and h.steps[-1] < 20
