@@ -112,9 +112,17 @@ def load(path, map_location=None):
             json.JSONDecodeError) as exc:
         raise CheckpointError(f"load: {path} is not a readable minires checkpoint (truncated, "
                               f"corrupt or another format): {exc}") from None
-    if structure.get("format") != FORMAT:
+    if not isinstance(structure, dict) or structure.get("format") != FORMAT \
+            or "object" not in structure:
         raise CheckpointError(f"load: {path} is not a minires checkpoint")
-    if structure.get("version", 0) > VERSION:
+    version = structure.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(f"load: {path} was written by a newer minires (format version "
-                              f"{structure['version']}); upgrade minires")
-    return _decode(structure["object"], arrays, device)
+                              f"{version!r}); upgrade minires")
+    try:
+        return _decode(structure["object"], arrays, device)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:   # e.g. an entry naming a missing array
+        raise CheckpointError(f"load: {path} is a damaged minires checkpoint (its structure "
+                              f"does not match its arrays: {exc!r})") from None

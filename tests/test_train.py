@@ -110,7 +110,7 @@ def test_progress_switch(monkeypatch):
 def test_divergence_is_reported():
     from minires import nn
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))      # no BN to rescue it
-    opt = optim.SGD(model.parameters(), lr=1e30)
+    opt = optim.SGD(model.parameters(), lr=float("inf"))   # the first update makes NaNs
     h = fit(model, _easy_data(64), steps=20, batch_size=16, eval_every=1, optimizer=opt,
             scheduler=optim.lr_scheduler.MultiStepLR(opt, [1000]), progress=False)
     assert h.diverged and h.steps[-1] < 20

@@ -5,3 +5,4 @@ from .resnet import (Network, cifar_resnet, get_model, imagenet_resnet, plain18,
                      plain32, plain34, plain44, plain50, plain56, plain101, plain110, plain152,
                      plain1202, resnet18, resnet20, resnet32, resnet34, resnet44, resnet50,
                      resnet56, resnet101, resnet110, resnet152, resnet1202)
+from .summary import ModelSummary, summary  # noqa: F401
