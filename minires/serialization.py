@@ -36,6 +36,9 @@ def _encode(obj, arrays: dict):
         return {"__tensor__": key}
     if isinstance(obj, numpy.ndarray) or hasattr(obj, "__cuda_array_interface__") or \
             isinstance(obj, backend.StrictArray):
+        if obj.dtype.hasobject:   # numpy.savez would pickle it; load (no pickle) could not read it
+            raise TypeError(f"save: cannot store an array of dtype {obj.dtype} (Python objects "
+                            f"inside an array need pickle); store a list or numbers instead")
         key = f"a{len(arrays)}"
         arrays[key] = backend.to_host(obj)
         return {"__array__": key}

@@ -326,10 +326,9 @@ def test_training_loop_memory_does_not_grow(device):
 
 
 def test_training_loop_loss_decreases(device):
-    losses = []
-    first = _train_steps(device, 1, losses)
-    last = _train_steps(device, 50, losses)
-    assert losses[-1].item() < losses[0].item() or last < first
+    first = _train_steps(device, 1, [])
+    last = _train_steps(device, 50, [])      # a fresh model each call: 1 step vs 50 steps
+    assert last < first - 0.01        # measured: 2.363 -> 2.335
 
 
 # ---------------------------------------------------------------------------------------------

@@ -293,6 +293,9 @@ class Module:
             if k not in state_dict:
                 continue
             value = state_dict[k]
+            if not hasattr(value, "shape"):
+                raise TypeError(f"load_state_dict: {k} is a {type(value).__name__}, not an "
+                                f"array or Tensor")
             shape = tuple(value.shape)
             if shape != target.shape:
                 mismatched.append(f"{k}: checkpoint {shape} vs model {target.shape}")
