@@ -392,8 +392,15 @@ def get_array_module(device: "str | Device") -> ModuleType:
     return _import_cupy()
 
 
+def _maybe_cupy(array: Any) -> None:
+    """Import CuPy when meeting a CuPy array that minires has not seen CuPy for yet."""
+    if _cupy is None and type(array).__module__.split(".")[0] == "cupy":
+        _import_cupy()
+
+
 def device_of_array(array: Any) -> Device:
     """The device an array lives on."""
+    _maybe_cupy(array)
     if isinstance(array, numpy.ndarray):
         return Device("cpu")
     if isinstance(array, StrictArray):
@@ -409,6 +416,7 @@ def array_module(array: Any) -> ModuleType:
         return numpy
     if isinstance(array, StrictArray):
         return strict_numpy
+    _maybe_cupy(array)
     if _cupy is not None and isinstance(array, _cupy.ndarray):
         return _cupy
     raise TypeError(f"not an array of any minires device: {type(array).__name__}")

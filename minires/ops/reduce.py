@@ -99,9 +99,10 @@ class MaxDim(Function):
         shape, dim, keepdim = self.meta
         if not keepdim:
             g = xp.expand_dims(g, dim)
-        dx = xp.zeros(shape, dtype=g.dtype)
-        xp.put_along_axis(dx, self.idx, g, axis=dim)
-        return dx, None, None, None
+        # route g to the winning index: a one-hot mask along `dim` (no scatter needed)
+        positions = xp.arange(shape[dim]).reshape([-1 if i == dim else 1
+                                                   for i in range(len(shape))])
+        return (positions == self.idx) * g, None, None, None
 
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
