@@ -451,6 +451,35 @@ def to_device(array: Any, device: "str | Device") -> Any:
         return cp.asarray(to_host(array))
 
 
+def tune_host_allocator() -> bool:
+    """Keep freed host memory for reuse instead of returning it to the OS at once.
+
+    A training step allocates and frees the same large arrays (activations, im2col patches) every
+    iteration. With glibc's defaults, arrays above a threshold are mmap-ed and unmapped each time,
+    so every step pays page faults to zero fresh memory again: measured here, that was a third of
+    a ResNet-20 step. Raising the mmap threshold to its maximum (32 MiB) and the trim threshold
+    to 1 GiB lets malloc recycle that memory, as PyTorch's caching allocator does for its own
+    tensors. glibc on Linux only; a no-op elsewhere; ``MINIRES_TUNE_MALLOC=0`` turns it off.
+    Returns whether the settings were applied.
+    """
+    if os.environ.get("MINIRES_TUNE_MALLOC", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    try:
+        import ctypes
+        import ctypes.util
+        import platform
+        if platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc":
+            return False
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+        ok &= libc.mallopt(m_trim_threshold, 1024 * 1024 * 1024)
+        ok &= libc.mallopt(m_top_pad, 64 * 1024 * 1024)
+        return bool(ok)
+    except Exception:
+        return False
+
+
 def synchronize(device: "str | Device") -> None:
     """Wait for queued GPU work (for timing); a no-op on the CPU devices."""
     device = normalize_device(device)
