@@ -391,9 +391,8 @@ def _parse_to_args(args, kwargs):
     if kwargs:
         raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
     for a in args:
-        if isinstance(a, (Device,)) or (isinstance(a, str) and a.split(":")[0].lower()
-                                         in ("cpu", "cuda", "strict")):
-            device = a
+        if isinstance(a, Device) or (isinstance(a, str) and a not in _DTYPE_NAMES):
+            device = a                  # normalize_device below rejects unknown names
         elif isinstance(a, Tensor):
             device, dtype = a.device, a.dtype
         else:

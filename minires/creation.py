@@ -17,6 +17,8 @@ from .random import host_generator
 
 
 def _infer_dtype(data):
+    if isinstance(data, numpy.generic):          # a NumPy scalar keeps its dtype, like an array
+        return data.dtype
     if isinstance(data, bool):
         return numpy.dtype(numpy.bool_)
     if isinstance(data, numbers.Integral):

@@ -87,6 +87,8 @@ def constant_like(value, ref: Tensor, op: str = "op") -> Tensor:
         dtype = ref.dtype
         if ref.dtype.kind != "f" and isinstance(value, float):
             dtype = numpy.dtype(numpy.float32)
+        elif ref.dtype.kind == "b" and not isinstance(value, bool):
+            dtype = numpy.dtype(numpy.int64)         # bool + 2 is 3, not True
         return Tensor._wrap(xp.asarray(value, dtype=dtype))
     if isinstance(value, numpy.ndarray):
         if ref.device.type != "cpu":
@@ -312,6 +314,8 @@ def pow(x, exponent):
         raise TypeError("pow: only a Python number exponent is supported (x ** 2.0)")
     if not isinstance(exponent, numbers.Number):
         raise TypeError(f"pow: exponent must be a number, got {type(exponent).__name__}")
+    if x.dtype.kind != "f" and (isinstance(exponent, float) or exponent < 0):
+        x = cast(x, numpy.float32)                   # int ** 2.5 is float32, never float64
     return Pow.apply(x, exponent)
 
 
