@@ -18,8 +18,8 @@ from .loader import DataLoader, Subset, TensorDataset, get_batch, train_val_spli
 from .transforms import (Compose, Normalize, PerPixelMean, RandomCrop,  # noqa: F401
                          RandomHorizontalFlip, Transform)
 
-__all__ = ["load_cifar10", "DatasetError", "CorruptArchiveError", "CIFAR10_CLASSES", "SHAPES_CLASSES",
-           "ShapesDataset",
+__all__ = ["load_cifar10", "DatasetError", "CorruptArchiveError", "CIFAR10_CLASSES",
+           "SHAPES_CLASSES", "ShapesDataset",
            "load_embedded", "make_shapes_dataset", "DataLoader", "Subset", "TensorDataset",
            "get_batch", "train_val_split", "Compose", "Normalize", "PerPixelMean", "RandomCrop",
            "RandomHorizontalFlip", "Transform"]

@@ -62,7 +62,8 @@ class TensorDataset:
         return self.images[indices], self.labels[indices]
 
     def __repr__(self):
-        return (f"{type(self).__name__}({len(self)} images of shape {tuple(self.images.shape[1:])}, "
+        return (f"{type(self).__name__}({len(self)} images of shape "
+                f"{tuple(self.images.shape[1:])}, "
                 f"{self.images.dtype}, {self.num_classes} classes)")
 
 
@@ -149,7 +150,8 @@ class DataLoader:
     ``DataLoader(dataset, batch_size=128, shuffle=False, drop_last=False, seed=0, transform=None,
     device=None, dtype=float32)``
 
-    * each ``for batch in loader`` is one epoch; epochs count up from 0 (``set_epoch(k)`` picks one);
+    * each ``for batch in loader`` is one epoch; epochs count up from 0 (``set_epoch(k)`` picks
+      one);
     * with ``shuffle=True`` epoch ``k`` visits the samples in the order
       ``default_rng([seed, k]).permutation(N)``: the same seed gives the same epochs on any machine;
     * ``transform(images, rng)`` runs on the host batch (NumPy, ``(B, C, H, W)``) with a generator
@@ -219,7 +221,8 @@ class DataLoader:
                 "drop_last": self.drop_last, "num_samples": len(self.dataset)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state`` (from :meth:`state_dict`): the next iteration starts at its batch."""
+        """Continue from ``state`` (from :meth:`state_dict`): the next iteration starts at the
+        batch it names."""
         for key in ("seed", "batch_size", "shuffle", "drop_last", "num_samples"):
             mine = len(self.dataset) if key == "num_samples" else getattr(self, key)
             if key in state and state[key] != mine:
