@@ -25,7 +25,24 @@ def _param(shape, dtype, device):
     return Parameter(creation.zeros(*shape, dtype=dtype, device=device).data)
 
 
-class Conv2d(Module):
+class _HeInitialised(Module):
+    """A layer with a weight and an optional bias: He-initialised weight, zero bias."""
+
+    def _create_parameters(self, weight_shape, bias: bool, dtype, device):
+        self.weight = _param(weight_shape, dtype, device)
+        if bias:
+            self.bias = _param((weight_shape[0],), dtype, device)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+
+class Conv2d(_HeInitialised):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, dtype=None, device=None):
         super().__init__()
@@ -37,16 +54,8 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
-        self.weight = _param((out_channels, in_channels, *self.kernel_size), dtype, device)
-        self.bias = _param((out_channels,), dtype, device) if bias else None
-        if not bias:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        self._create_parameters((out_channels, in_channels, *self.kernel_size), bias, dtype,
+                                device)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
@@ -63,21 +72,12 @@ class Conv2d(Module):
         return s
 
 
-class Linear(Module):
+class Linear(_HeInitialised):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None,
                  device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = _param((out_features, in_features), dtype, device)
-        self.bias = _param((out_features,), dtype, device) if bias else None
-        if not bias:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        self._create_parameters((out_features, in_features), bias, dtype, device)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
