@@ -51,16 +51,17 @@ def minires_cases(device):
         yield f"max_pool2d 2x2 {c}x{s}x{s}", pool, sync
 
 
-def torch_cases(torch):
+def torch_cases(torch, device):
+    dev = "cuda" if str(device).startswith("cuda") else "cpu"   # the peer runs where we run
     for n, c, s in SHAPES:
         rng = numpy.random.default_rng(0)
         x = torch.tensor(rng.standard_normal((n, c, s, s)).astype(numpy.float32),
-                         requires_grad=True)
+                         requires_grad=True, device=dev)
         w = torch.tensor((rng.standard_normal((c, c, 3, 3)) * 0.1).astype(numpy.float32),
-                         requires_grad=True)
-        g = torch.ones(c, requires_grad=True)
-        b = torch.zeros(c, requires_grad=True)
-        rm, rv = torch.zeros(c), torch.ones(c)
+                         requires_grad=True, device=dev)
+        g = torch.ones(c, requires_grad=True, device=dev)
+        b = torch.zeros(c, requires_grad=True, device=dev)
+        rm, rv = torch.zeros(c, device=dev), torch.ones(c, device=dev)
         tf = torch.nn.functional
 
         def conv():
@@ -86,11 +87,13 @@ def main(argv=None):
     if torch is not None:
         torch.set_num_threads(os.cpu_count() or 1)
     rows = []
-    torch_fns = list(torch_cases(torch)) if torch is not None else []
+    torch_fns = list(torch_cases(torch, args.device)) if torch is not None else []
+    torch_sync = torch.cuda.synchronize if torch is not None and args.device.startswith("cuda") \
+        else None
     print(f"{'kernel (fwd+bwd), batch 128':<32} {'minires ms':>11} {'torch ms':>9} {'ratio':>6}")
     for i, (name, fn, sync) in enumerate(minires_cases(args.device)):
         t_mr = timeit(fn, args.repeat, sync=sync)
-        t_torch = timeit(torch_fns[i], args.repeat) if torch_fns else None
+        t_torch = timeit(torch_fns[i], args.repeat, sync=torch_sync) if torch_fns else None
         ratio = t_mr / t_torch if t_torch else None
         rows.append({"kernel": name, "minires_ms": t_mr * 1e3,
                      "torch_ms": t_torch * 1e3 if t_torch else None, "ratio": ratio})

@@ -153,9 +153,12 @@ def test_figures(tmp_path):
 
 def test_flow_summary_numbers():
     flow = D.GradientFlow(model="m", loss=1.0, params=[
-        D.ParamFlow("blocks.0.branch.conv1.weight", 1, 4.0, 1.0),
-        D.ParamFlow("blocks.1.branch.conv1.weight", 2, 1.0, 1.0),
-        D.ParamFlow("fc.weight", 3, 9.0, 1.0)])
+        D.ParamFlow("blocks.0.branch.conv1.weight", 1, 4.0, 1.0, (4, 4, 3, 3)),
+        D.ParamFlow("blocks.0.branch.conv2.weight", 2, 3.0, 1.0, (16, 4, 1, 1)),
+        D.ParamFlow("blocks.1.branch.conv1.weight", 3, 1.0, 1.0, (4, 4, 3, 3)),
+        D.ParamFlow("fc.weight", 4, 9.0, 1.0, (10, 4))])
     assert flow.conv_grad_norms() == [4.0, 1.0]
+    assert flow.conv_grad_norms(kernel=1) == [3.0]
+    assert flow.conv_grad_norms(kernel=None) == [4.0, 3.0, 1.0]
     assert flow.spread() == 4.0 and flow.first_to_last() == 4.0
     assert nn.Module  # the package imports cleanly

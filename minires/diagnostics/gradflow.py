@@ -53,6 +53,7 @@ class ParamFlow:
     depth: int
     grad_norm: float
     weight_norm: float
+    shape: tuple = ()
 
 
 @dataclass
@@ -98,8 +99,8 @@ class GradientFlow:
     def conv_grad_norms(self, kernel: int | None = 3) -> list[float]:
         """Gradient norms of the (3x3) conv weights inside the blocks, in depth order."""
         return [p.grad_norm for p in self.params if p.name.startswith("blocks.")
-                and (kernel is None or p.name.endswith("weight"))
-                and ".shortcut" not in p.name and ".branch.conv" in p.name]
+                and ".branch.conv" in p.name
+                and (kernel is None or tuple(p.shape[-2:]) == (kernel, kernel))]
 
     def spread(self) -> float:
         """max/min of the block conv-weight gradient norms: 1 is perfectly even flow."""
@@ -190,7 +191,7 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
         loss = loss_fn(model(x), labels)
         loss.backward()
         params = [ParamFlow(pname, i + 1, _norm(w.grad.data) if w.grad is not None else 0.0,
-                            _norm(w.data))
+                            _norm(w.data), tuple(w.shape))
                   for i, (pname, w) in enumerate(weight_layers(model))]
         blocks = []
         for depth, (bname, block) in enumerate(_blocks(model), start=1):

@@ -4,16 +4,18 @@ For ``z = f(x, y)`` applied elementwise, ``dL/dx = dL/dz * df/dx``. When ``x`` w
 (a (C,) bias added to an (N, C) batch), each element of ``x`` fed many elements of ``z``, so its
 gradient is the **sum** of theirs: :func:`unbroadcast` sums over the broadcast axes.
 
-| op            | forward            | backward                                   |
-|---------------|--------------------|--------------------------------------------|
-| add / sub     | x + y, x - y       | dz, +-dz                                   |
-| mul           | x y                | dz y, dz x                                 |
-| div           | x / y              | dz / y, -dz x / y^2                        |
-| pow (k const) | x^k                | dz k x^(k-1)                               |
-| exp / log     | e^x, log x         | dz e^x, dz / x                             |
-| relu          | max(x, 0)          | dz [x > 0]                                 |
-| sigmoid       | s = 1/(1+e^-x)     | dz s (1 - s)                               |
-| tanh          | t                  | dz (1 - t^2)                               |
+=============  ===================  =========================================
+op             forward              backward
+=============  ===================  =========================================
+add / sub      x + y, x - y         dz, +-dz
+mul            x y                  dz y, dz x
+div            x / y                dz / y, -dz x / y^2
+pow (k const)  x^k                  dz k x^(k-1)
+exp / log      e^x, log x           dz e^x, dz / x
+relu           max(x, 0)            dz [x > 0]
+sigmoid        s = 1/(1+e^-x)       dz s (1 - s)
+tanh           t                    dz (1 - t^2)
+=============  ===================  =========================================
 
 **dtype discipline.** A Python number never changes a tensor's dtype (``x * 2.0`` stays float32),
 an integer tensor meets a float one by becoming that float dtype, and two *different* float dtypes
