@@ -408,6 +408,25 @@ def _parse_to_args(args, kwargs):
 # backward
 # ---------------------------------------------------------------------------------------------
 
+def _as_array(value):
+    """NumPy arithmetic on 0-d arrays returns scalars; the engine only passes arrays around."""
+    return numpy.asarray(value) if isinstance(value, numpy.generic) else value
+
+
+def _check_hook_result(node: "Tensor", value):
+    array = value.data if isinstance(value, Tensor) else value
+    if not hasattr(array, "shape") or isinstance(array, numpy.generic):
+        raise TypeError(f"a gradient hook returned {type(value).__name__}; it must return None "
+                        f"(to only look) or a Tensor of shape {node.shape}")
+    if tuple(array.shape) != node.shape or array.dtype != node.dtype or \
+            backend.device_of_array(array) != node.device:
+        raise RuntimeError(
+            f"a gradient hook returned shape {tuple(array.shape)}, dtype {array.dtype} on "
+            f"{backend.device_of_array(array)}; the tensor has shape {node.shape}, dtype "
+            f"{node.dtype} on {node.device}")
+    return array
+
+
 def _topological_order(root: Tensor) -> list[Tensor]:
     """Tensors reachable from ``root`` through the graph, each after all its inputs
     (iterative depth-first search: a ResNet-1202 graph is deeper than Python's recursion limit)."""
@@ -452,7 +471,7 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                 for hook in list(node._hooks):
                     replaced = hook(Tensor._wrap(g))
                     if replaced is not None:
-                        g = replaced.data if isinstance(replaced, Tensor) else replaced
+                        g = _check_hook_result(node, replaced)
             ctx = node._ctx
             if capture is not None:
                 if id(node) in capture:
@@ -465,7 +484,7 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                     # is updated in place by optimisers and zero_()
                     node.grad = Tensor._wrap(g.copy())
                 else:
-                    node.grad = Tensor._wrap(node.grad.data + g)
+                    node.grad = Tensor._wrap(_as_array(node.grad.data + g))
             if ctx is None:
                 continue
             input_grads = ctx.backward(g)
@@ -483,7 +502,7 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                         f"{parent.dtype} (a bug in that op)")
                 key = id(parent)
                 if key in grads:
-                    grads[key] = grads[key] + pg
+                    grads[key] = _as_array(grads[key] + pg)
                 else:
                     grads[key] = pg
             if not retain_graph:

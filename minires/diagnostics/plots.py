@@ -123,7 +123,7 @@ def training_curves_figure(runs, key: str = "train_error",
     ``steps`` and the key. Plain nets dashed, residual nets solid, as in the paper."""
     plain = [r for r in runs if r["model"].startswith("plain")]
     residual = [r for r in runs if not r["model"].startswith("plain")]
-    panels = [(p, t) for p, t in ((plain, "plain"), (residual, "ResNet")) if p]
+    panels = [(p, t) for p, t in ((plain, "plain"), (residual, "residual")) if p]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True,
                              squeeze=False)
     for ax, (group, label) in zip(axes[0], panels):

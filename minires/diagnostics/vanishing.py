@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .. import creation, nn
+from .. import backend, creation, nn
 from ..nn import functional as F
 from ..random import manual_seed
 from .gradflow import _norm
@@ -54,7 +54,8 @@ def vanishing_gradients(depth: int = 20, width: int = 64, activation: str = "sig
                         seed: int = 0, device=None) -> list[float]:
     """Gradient norm of every Linear weight (input side first) for one batch of random data."""
     manual_seed(seed)
-    model = deep_mlp(depth, width, activation, init, batch_norm).to(device or "cpu")
+    device = device if device is not None else backend.default_device()
+    model = deep_mlp(depth, width, activation, init, batch_norm).to(device)
     x = creation.randn(batch_size, 32, device=device)
     y = creation.randint(0, 10, (batch_size,), device=device)
     F.cross_entropy(model(x), y).backward()
