@@ -83,8 +83,9 @@ def _count_params(model) -> int:
 
 
 def run_degradation(config: DegradationConfig, out: str = "minires-out/degradation",
-                    progress: bool = True, log=print) -> dict:
+                    progress: bool = True, log=None) -> dict:
     """Train plain-d and ResNet-d for each depth d; write results.json and figures to ``out``."""
+    log = log or _log
     backend.get_array_module(config.device)      # fail early on an unavailable device
     os.makedirs(out, exist_ok=True)
     train, test = load_data(config.dataset, config.image_size, config.num_train,
@@ -111,6 +112,9 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
                           warmup_steps=config.warmup_steps, progress=progress,
                           seed=config.seed, batch_size=config.batch_size,
                           optimizer=paper_optimizer(model, lr=config.lr), desc=model.name)
+            log(f"  {model.name}: training error {history.final_train_error:.1f}%, test error "
+                f"{history.final_test_error:.1f}% ({history.seconds:.0f} s)"
+                + (" - diverged" if history.diverged else ""))
             runs.append({"model": model.name, "depth": depth, "residual": residual,
                          "shortcut": config.shortcut if residual else None,
                          "params": _count_params(model), "steps": history.steps,
@@ -156,9 +160,10 @@ def degradation_table(results: dict) -> str:
 def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, device: str = "cpu",
                  seed: int = 0, after_steps: int = 0, out: str = "minires-out/gradflow",
                  dataset: str = "embedded", width: int = 16, progress: bool = True,
-                 log=print) -> dict:
+                 log=None) -> dict:
     """Gradient flow of each model on one batch, at initialisation (``after_steps=0``) or after K
     training steps; writes gradflow.json and figures to ``out``."""
+    log = log or _log
     backend.get_array_module(device)
     os.makedirs(out, exist_ok=True)
     train, _ = load_data(dataset, image_size, max(batch_size * max(after_steps, 1), 2048),
@@ -221,6 +226,10 @@ def gradflow_table(results: dict) -> str:
                          f"{(f'{sc:.3g}' if sc is not None else '-'):>10} {ratio:>9}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
 
 
 def _write_json(obj, path: str) -> None:
