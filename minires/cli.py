@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--width", type=_positive, help="filters of the first stage (16 in the paper)")
     d.add_argument("--batch-size", type=_positive)
     d.add_argument("--lr", type=float)
+    d.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (quick: 50)")
     d.add_argument("--dataset", choices=("embedded", "cifar10"))
     d.add_argument("--data-dir", help="folder holding (or to hold) cifar-10-python.tar.gz")
     d.add_argument("--num-train", type=_positive)
@@ -144,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_degradation(args) -> int:
     from .experiments import DegradationConfig, degradation_table, run_degradation
     overrides = {}
-    for key in ("steps", "image_size", "width", "batch_size", "lr", "dataset", "data_dir",
-                "num_train", "eval_every"):
+    for key in ("steps", "image_size", "width", "batch_size", "lr", "warmup_steps", "dataset",
+                "data_dir", "num_train", "eval_every"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
