@@ -43,6 +43,7 @@ class DegradationConfig:
     device: str = "cpu"
     shortcut: str = "A"
     augment: bool = False
+    lr_decay: bool = False     # quick: constant lr after the warm-up; full: /10 at 50% and 75%
 
     @classmethod
     def quick(cls, **overrides) -> "DegradationConfig":
@@ -52,7 +53,7 @@ class DegradationConfig:
     def full(cls, **overrides) -> "DegradationConfig":
         base = dict(depths=(20, 32, 44, 56), steps=64000, image_size=32, width=16,
                     dataset="cifar10", warmup_steps=0, num_train=45000, num_test=10000,
-                    eval_every=2000, augment=True)
+                    eval_every=2000, augment=True, lr_decay=True)
         base.update(overrides)
         return cls(**base)
 
@@ -109,7 +110,8 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
             log(f"training {model.name} ({_count_params(model):,} parameters) for "
                 f"{config.steps} steps on {config.device}")
             history = fit(model, loader, test, steps=config.steps, eval_every=eval_every,
-                          warmup_steps=config.warmup_steps, progress=progress,
+                          warmup_steps=config.warmup_steps, lr_decay=config.lr_decay,
+                          progress=progress,
                           seed=config.seed, batch_size=config.batch_size,
                           optimizer=paper_optimizer(model, lr=config.lr), desc=model.name)
             log(f"  {model.name}: training error {history.final_train_error:.1f}%, test error "
@@ -123,7 +125,8 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
                          "diverged": history.diverged})
     settings = {"dataset": config.dataset, "image_size": config.image_size,
                 "width": config.width, "steps": config.steps, "batch_size": config.batch_size,
-                "lr": config.lr, "warmup_steps": config.warmup_steps, "seed": config.seed,
+                "lr": config.lr, "warmup_steps": config.warmup_steps,
+                "lr_decay": config.lr_decay, "seed": config.seed,
                 "device": str(config.device), "depths": list(config.depths),
                 "minires_version": __version__}
     results = {"settings": settings, "runs": runs}

@@ -72,16 +72,18 @@ def paper_optimizer(model, lr: float = 0.1, momentum: float = 0.9, weight_decay:
     return SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def paper_schedule(optimizer, total_steps: int, warmup_steps: int = 0):
+def paper_schedule(optimizer, total_steps: int, warmup_steps: int = 0, decay: bool = True):
     """The paper's schedule scaled to ``total_steps``: lr / 10 at 50% and 75% of training (32k and
-    48k of 64k iterations), after an optional linear warm-up."""
-    milestones = [int(total_steps * 0.5), int(total_steps * 0.75)]
+    48k of 64k iterations), after an optional linear warm-up. ``decay=False`` keeps the rate
+    constant after the warm-up (for short runs, where an early decay would freeze the slower,
+    deeper nets before they get going)."""
+    milestones = [int(total_steps * 0.5), int(total_steps * 0.75)] if decay else []
     if warmup_steps <= 0:
         return MultiStepLR(optimizer, milestones, gamma=0.1)
     warmup = LinearLR(optimizer, start_factor=1.0 / max(warmup_steps, 1), end_factor=1.0,
                       total_iters=warmup_steps)
-    decay = MultiStepLR(optimizer, [max(m - warmup_steps, 1) for m in milestones], gamma=0.1)
-    return SequentialLR(optimizer, [warmup, decay], milestones=[warmup_steps])
+    after = MultiStepLR(optimizer, [max(m - warmup_steps, 1) for m in milestones], gamma=0.1)
+    return SequentialLR(optimizer, [warmup, after], milestones=[warmup_steps])
 
 
 def _model_device(model):
@@ -132,13 +134,13 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
         epochs: int | None = None, optimizer=None, scheduler=None, batch_size: int = 128,
         eval_every: int | None = None, callbacks=(), checkpoint: str | None = None,
         resume: bool = False, progress: bool = True, seed: int = 0, device=None,
-        transform=None, warmup_steps: int = 0, eval_batches: int | None = None,
-        desc: str | None = None) -> History:
+        transform=None, warmup_steps: int = 0, lr_decay: bool = True,
+        eval_batches: int | None = None, desc: str | None = None) -> History:
     """Train ``model`` on ``train_data`` (a dataset or a :class:`~minires.data.DataLoader`).
 
     Give ``steps`` or ``epochs``. Defaults follow the paper: SGD with lr 0.1, momentum 0.9,
-    weight decay 1e-4, lr divided by 10 at 50% and 75% of the steps (``warmup_steps`` adds a
-    linear warm-up). Every ``eval_every`` steps (default: 10 records over the run) the history
+    weight decay 1e-4, lr divided by 10 at 50% and 75% of the steps (``lr_decay=False``: never;
+    ``warmup_steps`` adds a linear warm-up). Every ``eval_every`` steps (default: 10 records over the run) the history
     gets the training loss/error since the last record and the test loss/error (all of
     ``test_data``, or its first ``eval_batches`` batches), each callback is called as
     ``callback(step, model, metrics)``, and ``checkpoint`` (a path) is written. A callback may
@@ -168,7 +170,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     if eval_every < 1:
         raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
     optimizer = optimizer or paper_optimizer(model)
-    scheduler = scheduler or paper_schedule(optimizer, total, warmup_steps)
+    scheduler = scheduler or paper_schedule(optimizer, total, warmup_steps, decay=lr_decay)
     callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
     history = History()
     step = 0
