@@ -343,18 +343,8 @@ class Tensor:
         return grad
 
     # --- conversion ---
-    def to(self, *args, **kwargs) -> "Tensor":
-        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: a copy where anything changes,
-        ``self`` where nothing does. The result is part of the graph (gradients flow back)."""
-        device, dtype = _parse_to_args(args, kwargs)
-        out = self
-        if dtype is not None and dtype != self.dtype:
-            from .ops.elementwise import cast
-            out = cast(out, dtype)
-        if device is not None and device != out.device:
-            from .ops.elementwise import transfer
-            out = transfer(out, device)
-        return out
+    # ``to(device)`` / ``to(dtype)`` is attached by ``minires.ops`` (it is itself an operation
+    # in the graph), like the arithmetic methods.
 
     def float(self) -> "Tensor":
         return self.to(float32)

@@ -4,7 +4,7 @@ Kept apart from ``autograd.py`` so that the engine does not import what is built
 """
 from __future__ import annotations
 
-from ..autograd import Tensor
+from ..autograd import Tensor, _parse_to_args
 from . import elementwise as E
 from . import linalg as L
 from . import reduce as R
@@ -39,6 +39,18 @@ def _iadd_guard(name):
     return method
 
 
+def _to(self, *args, **kwargs) -> Tensor:
+    """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: a copy where anything changes,
+    ``self`` where nothing does. The result is part of the graph (gradients flow back)."""
+    device, dtype = _parse_to_args(args, kwargs)
+    out = self
+    if dtype is not None and dtype != self.dtype:
+        out = E.cast(out, dtype)
+    if device is not None and device != out.device:
+        out = E.transfer(out, device)
+    return out
+
+
 _METHODS = {
     "__add__": E.add, "__radd__": _swap(E.add), "__sub__": E.sub, "__rsub__": _swap(E.sub),
     "__mul__": E.mul, "__rmul__": _swap(E.mul), "__truediv__": E.div,
@@ -54,7 +66,7 @@ _METHODS = {
     "sum": R.sum, "mean": R.mean, "max": R.max, "min": R.min, "amax": R.amax,
     "argmax": R.argmax, "reshape": _reshape, "view": _reshape, "flatten": S.flatten,
     "permute": S.permute, "transpose": _transpose, "t": S.t, "squeeze": S.squeeze,
-    "unsqueeze": S.unsqueeze,
+    "unsqueeze": S.unsqueeze, "to": _to,
 }
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
