@@ -9,7 +9,6 @@ better; 1.0 is parity). PyTorch is optional: without it only minires is timed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -21,7 +20,7 @@ import minires as mr  # noqa: E402
 import minires.nn.functional as F  # noqa: E402
 from minires import backend  # noqa: E402
 
-from common import machine, timeit, torch_or_none  # noqa: E402
+from common import timeit, torch_or_none, write_results  # noqa: E402
 
 SHAPES = [(128, 16, 32), (128, 32, 16), (128, 64, 8)]
 
@@ -101,8 +100,7 @@ def main(argv=None):
               f"{(f'{t_torch * 1e3:.1f}' if t_torch else '-'):>9} "
               f"{(f'{ratio:.2f}' if ratio else '-'):>6}", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": args.device, "machine": machine(), "rows": rows}, f, indent=1)
+        write_results(args.json, args.device, rows)
 
 
 if __name__ == "__main__":

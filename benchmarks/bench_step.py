@@ -10,7 +10,6 @@ shortcuts). Ratio = minires time / PyTorch time (lower is better). On cuda, PyTo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -20,7 +19,7 @@ import minires as mr  # noqa: E402
 import minires.nn.functional as F  # noqa: E402
 from minires import backend, models, optim  # noqa: E402
 
-from common import machine, timeit, torch_or_none  # noqa: E402
+from common import timeit, torch_or_none, write_results  # noqa: E402
 
 
 def torch_cifar_resnet(torch, depth: int, width: int = 16):
@@ -111,8 +110,7 @@ def main(argv=None):
                   f"{(f'{t_torch:.3f}' if t_torch else '-'):>9} "
                   f"{(f'{ratio:.2f}' if ratio else '-'):>6}", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": args.device, "machine": machine(), "rows": rows}, f, indent=1)
+        write_results(args.json, args.device, rows)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Shared timing helpers for the benchmarks (never used by tests: timings are not asserted)."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -46,3 +47,9 @@ def torch_or_none():
         return torch
     except Exception:
         return None
+
+
+def write_results(path: str, device: str, rows: list) -> None:
+    """The rows of a benchmark, with the device and the machine, as JSON."""
+    with open(path, "w") as f:
+        json.dump({"device": device, "machine": machine(), "rows": rows}, f, indent=1)
