@@ -20,12 +20,7 @@ from __future__ import annotations
 import math
 
 from ..backend import array_module
-
-
-def _pair(v):
-    if isinstance(v, (tuple, list)):
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
+from .conv import _pair
 
 
 def pool_output_size(size, kernel, stride, padding):
