@@ -279,7 +279,8 @@ def test_adaptive_avg_pool2d_forward(device, dtype, in_hw, out):
 # Batch norm
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [(4, 3), (3, 2, 2, 3)], ids=["2d", "4d"])
+@pytest.mark.parametrize("shape", [(4, 3), (3, 2, 2, 3), (6, 5, 4, 4), (2, 3, 5, 3)],
+                         ids=["2d", "4d", "4d-wide-rows", "4d-odd-M"])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("momentum", [0.1, 0.5])
 def test_batch_norm_running_stats_then_eval(device, dtype, shape, affine, momentum):

@@ -436,7 +436,8 @@ def test_adaptive_avg_pool2d_gradcheck(device, in_hw, out):
 # Batch norm
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 3, 2)], ids=["2d", "4d"])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 3, 2), (4, 3, 4, 4)],
+                         ids=["2d", "4d", "4d-wide-rows"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("affine", ["both", "weight", "bias", "none"])
 def test_batch_norm_gradcheck(device, shape, training, affine):

@@ -23,6 +23,13 @@ summed and simplified they give the compact form (per channel, sums over the M e
 
 **Layout.** The kernel works on an (M, C) "rows" view of channels-last memory: reductions over
 axis 0 vectorise across channels, and the result keeps the input's memory layout.
+
+**Wide rows.** A per-channel vector broadcast against (M, C) rows makes NumPy's inner loop only C
+long (16 in a CIFAR ResNet's first stage), and the loop overhead then costs more than the
+arithmetic: measured, ``rows - mean`` took 2.4 times as long as the same subtraction with a
+long inner loop. So the elementwise passes see the same memory as (M/R, R*C) "wide rows", R
+consecutive pixels per row, with every per-channel vector tiled R times (:func:`widen`); a sum
+over wide rows folds back to channels with ``.reshape(R, C).sum(0)``.
 """
 from __future__ import annotations
 
@@ -44,6 +51,25 @@ def _from_rows(rows, shape):
     return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
+WIDE_ROW = 512
+"""Aim for wide rows of at least this many elements."""
+
+
+def widen(rows):
+    """An (M, C) array as (M/R, R*C) wide rows (a view when ``rows`` is contiguous), with R the
+    smallest power of two giving ``R*C >= WIDE_ROW`` that divides M. Returns ``(wide, R)``."""
+    m, c = rows.shape
+    r = 1
+    while r * c < WIDE_ROW and m % (2 * r) == 0:
+        r *= 2
+    return rows.reshape(m // r, r * c), r
+
+
+def fold(wide_vector, r):
+    """Per-channel totals of a vector over wide-row columns: (R*C,) -> (C,)."""
+    return wide_vector.reshape(r, -1).sum(axis=0)
+
+
 def column_sums(rows):
     """Per-channel sums of an (M, C) array as one matrix-vector product ``1^T rows``: BLAS reads
     the array once, about eight times faster than ``rows.sum(axis=0)`` on a 2-core CPU."""
@@ -62,10 +88,11 @@ def batch_norm_forward(x, running_mean, running_var, weight, bias, training, mom
     xp = array_module(x)
     rows = _to_rows(x)
     m = rows.shape[0]
+    wide, r = widen(rows)
     if training:
-        mean = column_sums(rows) * (1.0 / m)
-        centered = rows - mean
-        var = column_dots(centered, centered) * (1.0 / m)     # biased: used to normalise
+        mean = fold(column_sums(wide), r) * (1.0 / m)
+        centered = wide - xp.tile(mean, r)
+        var = fold(column_dots(centered, centered), r) * (1.0 / m)   # biased: used to normalise
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -74,31 +101,33 @@ def batch_norm_forward(x, running_mean, running_var, weight, bias, training, mom
             running_var += (momentum * m / max(m - 1, 1)) * var   # unbiased, as PyTorch
     else:
         mean, var = running_mean, running_var
-        centered = rows - mean
+        centered = wide - xp.tile(mean, r)
     inv_std = 1.0 / xp.sqrt(var + eps)
     # y = gamma * x_hat + beta with x_hat = centered * inv_std, folded into one scale per channel
     scale = inv_std if weight is None else weight * inv_std
-    y = centered * scale
+    y = centered * xp.tile(scale, r)
     if bias is not None:
-        y += bias
+        y += xp.tile(bias, r)
     cache = (centered, inv_std, weight, training, x.shape)
-    return _from_rows(y, x.shape), cache
+    return _from_rows(y.reshape(rows.shape), x.shape), cache
 
 
 def batch_norm_backward(dy, cache, need_dx=True, need_dweight=True, need_dbias=True):
     """Gradients ``(dx, dweight, dbias)`` of batch norm; None where not needed."""
     centered, inv_std, weight, training, shape = cache
+    xp = array_module(centered)
     dy_rows = _to_rows(dy)
     m = dy_rows.shape[0]
-    dbias = column_sums(dy_rows)
-    dweight = column_dots(dy_rows, centered) * inv_std         # = sum(dy * x_hat)
+    dy_wide, r = widen(dy_rows)                      # the same R as the forward: same M and C
+    dbias = fold(column_sums(dy_wide), r)
+    dweight = fold(column_dots(dy_wide, centered), r) * inv_std     # = sum(dy * x_hat)
     dx = None
     if need_dx:
         scale = inv_std if weight is None else weight * inv_std
-        dx_rows = dy_rows * scale
+        dx_wide = dy_wide * xp.tile(scale, r)
         if training:
             # scale * (dy - dbias/M - x_hat * dweight/M), with x_hat = centered * inv_std
-            dx_rows += centered * (scale * inv_std * dweight * (-1.0 / m))
-            dx_rows -= scale * dbias * (1.0 / m)
-        dx = _from_rows(dx_rows, shape)
+            dx_wide += centered * xp.tile(scale * inv_std * dweight * (-1.0 / m), r)
+            dx_wide += xp.tile(scale * dbias * (-1.0 / m), r)
+        dx = _from_rows(dx_wide.reshape(dy_rows.shape), shape)
     return dx, (dweight if need_dweight else None), (dbias if need_dbias else None)

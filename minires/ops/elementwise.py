@@ -256,7 +256,11 @@ class ReLU(Function):
 
     def backward(self, g):
         (y,) = self.saved_tensors
-        return g * (y > 0)
+        xp = backend.array_module(y)
+        # The gradient is written in y's memory layout (channels-last after a convolution)
+        # whatever g's is: a product of mixed layouts comes out C-ordered, and every later op on
+        # the gradient would then stride across memory (measured: 7 of 19 ReLUs of a ResNet-20).
+        return xp.multiply(g, y > 0, out=xp.empty_like(y))
 
 
 class Sigmoid(Function):

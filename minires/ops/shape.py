@@ -227,9 +227,10 @@ class ZeroPadShortcut(Function):
     def backward(self, g):
         xp = array_module(g)
         shape, stride = self.meta
-        dx = xp.zeros(shape, dtype=g.dtype)
-        dx[:, :, ::stride, ::stride] = g[:, :shape[1]]
-        return dx, None, None
+        n, c, h, w = shape
+        dx = xp.zeros((n, h, w, c), dtype=g.dtype)      # channels-last, like the forward output
+        dx[:, ::stride, ::stride, :] = g[:, :c].transpose(0, 2, 3, 1)
+        return dx.transpose(0, 3, 1, 2), None, None
 
 
 def zero_pad_shortcut(x: Tensor, out_channels: int, stride: int = 1) -> Tensor:
