@@ -3,6 +3,8 @@ r"""Pooling: max, average and adaptive average, forward and backward.
 All three slide a (kh, kw) window with stride (sh, sw) over zero- (average) or -inf- (max) padded
 input; the output size floors, as in PyTorch: ``Ho = (H + 2p - kh) // sh + 1``. They loop over the
 kh*kw window offsets, each a strided slice of the whole batch (no Python loop over pixels).
+They work on the channels-last (N, H, W, C) view of the input, which is free after a convolution
+and keeps NumPy's inner loops C long and contiguous, and return channels-last results.
 
 **Max pool.** ``y = max_k x_k`` over the window. Its derivative is 1 for the element that won and 0
 for the others, so backward routes each ``dy`` to the argmax (the first one on ties):
@@ -20,26 +22,36 @@ from __future__ import annotations
 import math
 
 from ..backend import array_module
-from .conv import _pair
+from .conv import _pair, pad_nhwc
 
 
 def pool_output_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def _pad(x, ph, pw, value):
-    xp = array_module(x)
-    if ph == 0 and pw == 0:
-        return x
-    n, c, h, w = x.shape
-    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w] = x
-    return out
+def _to_nhwc(x, ph, pw, value):
+    """The (N, H, W, C) view of x (free when x is channels-last, as after a convolution),
+    padded with ``value`` when there is padding."""
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    return pad_nhwc(x_nhwc, ph, pw, value) if (ph or pw) else x_nhwc
 
 
-def _window(x_pad, i, j, stride, out_h, out_w):
+def _window(x_nhwc, i, j, stride, out_h, out_w):
+    """The (N, Ho, Wo, C) strided view of the inputs under window offset (i, j)."""
     sh, sw = stride
-    return x_pad[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
+    return x_nhwc[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
+
+
+def _zeros_nhwc(shape, channels_last, dtype, xp):
+    """Zeros of (N, H, W, C) shape laid out like the input was: channels-last or NCHW memory."""
+    if channels_last:
+        return xp.zeros(shape, dtype=dtype)
+    n, h, w, c = shape
+    return xp.zeros((n, c, h, w), dtype=dtype).transpose(0, 2, 3, 1)
+
+
+def _from_nhwc(dx_pad, ph, pw, h, w):
+    return dx_pad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
@@ -49,62 +61,60 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     ph, pw = _pair(padding)
     n, c, h, w = x.shape
     out_h, out_w = pool_output_size(h, kh, sh, ph), pool_output_size(w, kw, sw, pw)
-    x_pad = _pad(x, ph, pw, -xp.inf)
-    y = None
-    argmax = xp.zeros((n, c, out_h, out_w), dtype=xp.int8 if kh * kw < 128 else xp.int32)
-    for i in range(kh):
-        for j in range(kw):
-            win = _window(x_pad, i, j, (sh, sw), out_h, out_w)
-            if y is None:
-                y = win.copy()
-                continue
-            better = win > y                    # strict: the first maximum keeps the gradient
-            y = xp.where(better, win, y)
-            argmax[better] = i * kw + j
-    cache = (argmax, x.shape, x_pad.shape, (kh, kw), (sh, sw), (ph, pw))
-    return y, cache
+    x_pad = _to_nhwc(x, ph, pw, -xp.inf)
+    # y is a copy (it is updated in place) in the input's memory order ("K"), so that every
+    # pass below walks y and the windows of x in the same order
+    y = _window(x_pad, 0, 0, (sh, sw), out_h, out_w).copy(order="K")
+    argmax = xp.zeros_like(y, dtype=xp.int8 if kh * kw < 128 else xp.int32)
+    for k in range(1, kh * kw):
+        win = _window(x_pad, k // kw, k % kw, (sh, sw), out_h, out_w)
+        better = win > y                    # strict: the first maximum keeps the gradient
+        argmax = xp.where(better, argmax.dtype.type(k), argmax)
+        xp.maximum(y, win, out=y)           # (maximum, not where: a NaN propagates, as in PyTorch)
+    channels_last = x_pad.strides[3] <= x_pad.strides[2]
+    cache = (argmax, x.shape, x_pad.shape, channels_last, (kh, kw), (sh, sw), (ph, pw))
+    return y.transpose(0, 3, 1, 2), cache
 
 
 def max_pool2d_backward(dy, cache):
     xp = array_module(dy)
-    argmax, x_shape, padded_shape, (kh, kw), stride, (ph, pw) = cache
+    argmax, x_shape, padded_shape, channels_last, (kh, kw), stride, (ph, pw) = cache
     out_h, out_w = dy.shape[2], dy.shape[3]
-    dx_pad = xp.zeros(padded_shape, dtype=dy.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            win = _window(dx_pad, i, j, stride, out_h, out_w)
-            win += xp.where(argmax == i * kw + j, dy, 0)
-    h, w = x_shape[2], x_shape[3]
-    return dx_pad[:, :, ph:ph + h, pw:pw + w]
+    dy_nhwc = dy.transpose(0, 2, 3, 1)
+    dx_pad = _zeros_nhwc(padded_shape, channels_last, dy.dtype, xp)
+    zero = dy.dtype.type(0)
+    for k in range(kh * kw):
+        win = _window(dx_pad, k // kw, k % kw, stride, out_h, out_w)
+        win += xp.where(argmax == k, dy_nhwc, zero)
+    return _from_nhwc(dx_pad, ph, pw, x_shape[2], x_shape[3])
 
 
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
+    xp = array_module(x)
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(stride if stride is not None else kernel_size)
     ph, pw = _pair(padding)
     n, c, h, w = x.shape
     out_h, out_w = pool_output_size(h, kh, sh, ph), pool_output_size(w, kw, sw, pw)
-    x_pad = _pad(x, ph, pw, 0)
-    y = None
-    for i in range(kh):
-        for j in range(kw):
-            win = _window(x_pad, i, j, (sh, sw), out_h, out_w)
-            y = win.copy() if y is None else y + win
+    x_pad = _to_nhwc(x, ph, pw, 0)
+    y = _window(x_pad, 0, 0, (sh, sw), out_h, out_w).copy(order="K")   # see max_pool2d_forward
+    for k in range(1, kh * kw):
+        y += _window(x_pad, k // kw, k % kw, (sh, sw), out_h, out_w)
     y *= 1.0 / (kh * kw)
-    return y, (x.shape, x_pad.shape, (kh, kw), (sh, sw), (ph, pw))
+    channels_last = x_pad.strides[3] <= x_pad.strides[2]
+    return y.transpose(0, 3, 1, 2), (x.shape, x_pad.shape, channels_last, (kh, kw), (sh, sw),
+                                     (ph, pw))
 
 
 def avg_pool2d_backward(dy, cache):
     xp = array_module(dy)
-    x_shape, padded_shape, (kh, kw), stride, (ph, pw) = cache
+    x_shape, padded_shape, channels_last, (kh, kw), stride, (ph, pw) = cache
     out_h, out_w = dy.shape[2], dy.shape[3]
-    share = dy * (1.0 / (kh * kw))
-    dx_pad = xp.zeros(padded_shape, dtype=dy.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            _window(dx_pad, i, j, stride, out_h, out_w)[...] += share
-    h, w = x_shape[2], x_shape[3]
-    return dx_pad[:, :, ph:ph + h, pw:pw + w]
+    share = dy.transpose(0, 2, 3, 1) * (1.0 / (kh * kw))
+    dx_pad = _zeros_nhwc(padded_shape, channels_last, dy.dtype, xp)
+    for k in range(kh * kw):
+        _window(dx_pad, k // kw, k % kw, stride, out_h, out_w)[...] += share
+    return _from_nhwc(dx_pad, ph, pw, x_shape[2], x_shape[3])
 
 
 def _adaptive_bounds(size, out):
