@@ -5,6 +5,11 @@
 
 Prints one row per kernel and shape: minires ms, torch ms, and the ratio minires/torch (lower is
 better; 1.0 is parity). PyTorch is optional: without it only minires is timed.
+
+Each framework gets its input in the memory layout its own networks produce: channels-last memory
+behind the NCHW view for minires (every minires convolution returns that), NCHW-contiguous for
+PyTorch (its default). Given an NCHW-contiguous input, minires's kernels first pay a transposing
+copy.
 """
 from __future__ import annotations
 
@@ -31,7 +36,9 @@ def minires_cases(device):
         rng = numpy.random.default_rng(0)
         x_host = rng.standard_normal((n, c, s, s)).astype(numpy.float32)
         w_host = (rng.standard_normal((c, c, 3, 3)) * 0.1).astype(numpy.float32)
-        x = mr.tensor(x_host, device=device, requires_grad=True)
+        # channels-last memory, as a convolution inside a minires network leaves it
+        x_nhwc = numpy.ascontiguousarray(x_host.transpose(0, 2, 3, 1))
+        x = mr.Tensor(backend.to_device(x_nhwc.transpose(0, 3, 1, 2), device), requires_grad=True)
         w = mr.tensor(w_host, device=device, requires_grad=True)
         g = mr.ones(c, device=device, requires_grad=True)
         b = mr.zeros(c, device=device, requires_grad=True)

@@ -471,8 +471,12 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                 if node.grad is None:
                     # a copy: g may be a broadcast view, or shared (add's backward passes its
                     # upstream gradient to both inputs; a caller's `gradient` array), and .grad
-                    # is updated in place by optimisers and zero_()
-                    node.grad = Tensor._wrap(g.copy())
+                    # is updated in place by optimisers and zero_(). It takes the memory layout
+                    # of the tensor itself (as PyTorch's gradients do), so that accumulating
+                    # into it later adds arrays of one layout.
+                    copy = backend.array_module(node.data).empty_like(node.data)
+                    copy[...] = g
+                    node.grad = Tensor._wrap(copy)
                 else:
                     node.grad = Tensor._wrap(_as_array(node.grad.data + g))
             if ctx is None:

@@ -76,3 +76,15 @@ def test_tune_host_allocator_can_be_turned_off(monkeypatch):
     assert backend.tune_host_allocator() is False
     monkeypatch.setenv("MINIRES_TUNE_MALLOC", "1")
     assert isinstance(backend.tune_host_allocator(), bool)
+
+
+def test_a_leaf_gradient_takes_the_layout_of_the_leaf():
+    data = np.ascontiguousarray(np.random.default_rng(1).standard_normal((2, 4, 4, 3)))
+    leaf = mr.Tensor(data.transpose(0, 3, 1, 2), requires_grad=True)    # channels-last leaf
+    for _ in range(2):                                                   # create, then accumulate
+        F.relu(leaf).sum().backward()
+        assert channels_last(leaf.grad.data)
+    np.testing.assert_array_equal(leaf.grad.numpy(), 2.0 * (leaf.numpy() > 0))
+    contiguous = mr.randn(2, 3, 4, 4, requires_grad=True)
+    (contiguous * 2).sum().backward()
+    assert contiguous.grad.data.flags.c_contiguous
