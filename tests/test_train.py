@@ -107,6 +107,7 @@ def test_progress_switch(monkeypatch):
     assert progress_enabled(True) and not progress_enabled(False)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the NaNs are the point
 def test_divergence_is_reported():
     from minires import nn
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))      # no BN to rescue it
