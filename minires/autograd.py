@@ -478,7 +478,7 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                     copy[...] = g
                     node.grad = Tensor._wrap(copy)
                 else:
-                    node.grad = Tensor._wrap(_as_array(node.grad.data + g))
+                    node.grad.data += g      # in place, as PyTorch accumulates into .grad
             if ctx is None:
                 continue
             input_grads = ctx.backward(g)

@@ -540,3 +540,13 @@ def test_inplace_on_leaf_requiring_grad_refused(device):
     y += 1                                   # a non-leaf: done out of place, graph intact
     y.sum().backward()
     assert x.grad.item() == 2.0
+
+
+def test_leaf_grad_accumulates_in_place(device):
+    # as in PyTorch: a second backward adds into the same .grad tensor
+    x = mr.ones(3, requires_grad=True, device=device)
+    (x * 2).sum().backward()
+    first = x.grad
+    (x * 3).sum().backward()
+    assert x.grad is first
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 5.0, 5.0])
