@@ -140,13 +140,13 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
 
     Give ``steps`` or ``epochs``. Defaults follow the paper: SGD with lr 0.1, momentum 0.9,
     weight decay 1e-4, lr divided by 10 at 50% and 75% of the steps (``lr_decay=False``: never;
-    ``warmup_steps`` adds a linear warm-up). Every ``eval_every`` steps (default: 10 records over the run) the history
-    gets the training loss/error since the last record and the test loss/error (all of
-    ``test_data``, or its first ``eval_batches`` batches), each callback is called as
-    ``callback(step, model, metrics)``, and ``checkpoint`` (a path) is written. A callback may
-    also define ``on_after_backward(step, model)`` and ``on_after_step(step, model)``, called at
-    every step. With ``resume=True`` and an existing checkpoint, training continues from it
-    exactly where it stopped.
+    ``warmup_steps`` adds a linear warm-up). Every ``eval_every`` steps (default: 10 records over
+    the run) the history gets the training loss/error since the last record and the test
+    loss/error (all of ``test_data``, or its first ``eval_batches`` batches), each callback is
+    called as ``callback(step, model, metrics)``, and ``checkpoint`` (a path) is written. A
+    callback may also define ``on_after_backward(step, model)`` and ``on_after_step(step, model)``,
+    called at every step. With ``resume=True`` and an existing checkpoint, training continues from
+    it exactly where it stopped.
     """
     if device is not None:
         model.to(device)

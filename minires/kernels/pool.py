@@ -42,6 +42,11 @@ def _window(x_nhwc, i, j, stride, out_h, out_w):
     return x_nhwc[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
 
 
+def _is_channels_last(x_nhwc) -> bool:
+    """Whether the (N, H, W, C) view sits on channels-last memory (C the fastest axis)."""
+    return x_nhwc.strides[3] <= x_nhwc.strides[2]
+
+
 def _zeros_nhwc(shape, channels_last, dtype, xp):
     """Zeros of (N, H, W, C) shape laid out like the input was: channels-last or NCHW memory."""
     if channels_last:
@@ -71,8 +76,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
         better = win > y                    # strict: the first maximum keeps the gradient
         argmax = xp.where(better, argmax.dtype.type(k), argmax)
         xp.maximum(y, win, out=y)           # (maximum, not where: a NaN propagates, as in PyTorch)
-    channels_last = x_pad.strides[3] <= x_pad.strides[2]
-    cache = (argmax, x.shape, x_pad.shape, channels_last, (kh, kw), (sh, sw), (ph, pw))
+    cache = (argmax, x.shape, x_pad.shape, _is_channels_last(x_pad), (kh, kw), (sh, sw), (ph, pw))
     return y.transpose(0, 3, 1, 2), cache
 
 
@@ -90,7 +94,6 @@ def max_pool2d_backward(dy, cache):
 
 
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
-    xp = array_module(x)
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(stride if stride is not None else kernel_size)
     ph, pw = _pair(padding)
@@ -101,9 +104,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
     for k in range(1, kh * kw):
         y += _window(x_pad, k // kw, k % kw, (sh, sw), out_h, out_w)
     y *= 1.0 / (kh * kw)
-    channels_last = x_pad.strides[3] <= x_pad.strides[2]
-    return y.transpose(0, 3, 1, 2), (x.shape, x_pad.shape, channels_last, (kh, kw), (sh, sw),
-                                     (ph, pw))
+    return y.transpose(0, 3, 1, 2), (x.shape, x_pad.shape, _is_channels_last(x_pad), (kh, kw),
+                                     (sh, sw), (ph, pw))
 
 
 def avg_pool2d_backward(dy, cache):

@@ -63,7 +63,7 @@ def _cost(module, inputs, output) -> tuple[int, int]:
         return macs, 2 * macs + (out_elems if module.bias is not None else 0)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return 0, 4 * out_elems
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)): 
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         kh, kw = _pair(module.kernel_size)
         return 0, kh * kw * out_elems
     if isinstance(module, nn.AdaptiveAvgPool2d):

@@ -8,7 +8,6 @@ variance 1, as in PyTorch.
 from __future__ import annotations
 
 import math
-
 from collections import OrderedDict
 
 import numpy

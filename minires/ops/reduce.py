@@ -1,10 +1,10 @@
 r"""Reductions: sum, mean, max (and min), with PyTorch's ``dim``/``keepdim`` names.
 
 **sum** over axes ``A``: every input element contributes once, so ``dx = dy`` broadcast back over
-``A``. **mean**: ``dx = dy / n_A`` broadcast (``n_A`` elements per reduced group). **max** over ``A``: the derivative is 1 at the
-maximum and 0 elsewhere; on ties the gradient is shared equally among the tied elements (as
-``torch.amax`` does), except for ``max(dim=k)``, which returns ``(values, indices)`` and routes the
-gradient to the returned index, as ``torch.max(x, dim)`` does.
+``A``. **mean**: ``dx = dy / n_A`` broadcast (``n_A`` elements per reduced group). **max** over
+``A``: the derivative is 1 at the maximum and 0 elsewhere; on ties the gradient is shared equally
+among the tied elements (as ``torch.amax`` does), except for ``max(dim=k)``, which returns
+``(values, indices)`` and routes the gradient to the returned index, as ``torch.max(x, dim)`` does.
 """
 from __future__ import annotations
 
