@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(the degradation problem, paper Figure 6 / Table 2)")
     mode = d.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the quick configuration (default): "
-                      "embedded data, 16x16 images, minutes on a CPU")
+                      "embedded data, 12x12 images, width 8, 800 steps: minutes on a CPU")
     mode.add_argument("--full", action="store_true", help="the paper's CIFAR-10 recipe "
                       "(64k iterations, depths 20-56: a GPU job)")
     d.add_argument("--depths", type=_depth, nargs="+", help="depths 6n+2 (default 20 56)")
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--width", type=_positive, help="filters of the first stage (16 in the paper)")
     d.add_argument("--batch-size", type=_positive)
     d.add_argument("--lr", type=float)
-    d.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (quick: 50)")
+    d.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (quick: 100)")
     d.add_argument("--dataset", choices=("embedded", "cifar10"))
     d.add_argument("--data-dir", help="folder holding (or to hold) cifar-10-python.tar.gz")
     d.add_argument("--num-train", type=_positive)
@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_degradation(args) -> int:
-    from .experiments import DegradationConfig, degradation_table, run_degradation
+def degradation_config(args):
+    """The :class:`DegradationConfig` the parsed ``args`` ask for (quick unless ``--full``)."""
+    from .experiments import DegradationConfig
     overrides = {}
     for key in ("steps", "image_size", "width", "batch_size", "lr", "warmup_steps", "dataset",
                 "data_dir", "num_train", "eval_every"):
@@ -154,10 +155,18 @@ def cmd_degradation(args) -> int:
         overrides["depths"] = tuple(args.depths)
     overrides["seed"] = args.seed
     overrides["device"] = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    if overrides.get("dataset") == "cifar10":
+        overrides.setdefault("image_size", 32)       # the quick run's 12x12 is for embedded data
     config = DegradationConfig.full(**overrides) if args.full else \
         DegradationConfig.quick(**overrides)
     if config.dataset == "cifar10" and config.image_size != 32:
         raise CLIError("CIFAR-10 images are 32x32: use --image-size 32 with --dataset cifar10")
+    return config
+
+
+def cmd_degradation(args) -> int:
+    from .experiments import degradation_table, run_degradation
+    config = degradation_config(args)
     out = _writable_dir(args.out)
     print(f"minires degradation: depths {list(config.depths)}, {config.steps} steps, "
           f"{config.dataset} {config.image_size}x{config.image_size}, width {config.width}, "

@@ -62,6 +62,28 @@ def test_train_and_resume(tmp_path, capsys):
     assert hist["steps"][-1] == 4
 
 
+def _config(args):
+    return cli.degradation_config(cli.build_parser().parse_args(["degradation"] + args))
+
+
+def test_degradation_defaults_are_the_quick_run():
+    config = _config([])
+    assert (config.dataset, config.image_size, config.width, config.steps) == \
+        ("embedded", 12, 8, 800)
+    assert (config.batch_size, config.lr, config.warmup_steps, config.depths) == \
+        (128, 0.1, 100, (20, 56))
+    assert _config(["--quick"]) == config
+    assert _config(["--image-size", "16", "--width", "16"]).image_size == 16
+    full = _config(["--full"])
+    assert (full.dataset, full.image_size, full.width, full.steps) == ("cifar10", 32, 16, 64000)
+
+
+def test_degradation_on_cifar10_defaults_to_32x32():
+    assert _config(["--dataset", "cifar10"]).image_size == 32
+    with pytest.raises(cli.CLIError, match="32x32"):
+        _config(["--dataset", "cifar10", "--image-size", "12"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["degradation", "--depths", "21"], "6n+2"),
     (["degradation", "--steps", "0"], "positive"),

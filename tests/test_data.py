@@ -6,7 +6,6 @@ import os
 import pickle
 import struct
 import tarfile
-import time
 import urllib.error
 import urllib.request
 
@@ -107,15 +106,6 @@ def test_embedded_colour_carries_no_label(shapes16):
         assert np.abs(imgs.mean(axis=0) - overall_img).mean() < 0.05, c
 
 
-def test_embedded_generation_speed():
-    t = time.perf_counter()
-    make_shapes_dataset(num_train=10000, num_test=0, image_size=16, seed=1)
-    elapsed = time.perf_counter() - t
-    # about 0.3 s on an idle 2-core machine; the bound only catches a gross (e.g. per-image loop)
-    # regression on a busy one
-    assert elapsed < 10.0, f"10k images at 16x16 took {elapsed:.1f}s (target < 2 s)"
-
-
 def _standardise(train_x, test_x):
     """Pixels -> standardised features (float32) plus a bias column."""
     a = train_x.reshape(len(train_x), -1)
@@ -126,11 +116,14 @@ def _standardise(train_x, test_x):
             np.hstack([(b - mu) / sd, np.full((len(b), 1), one)]))
 
 
-def test_embedded_least_squares_linear_classifier_near_chance():
+@pytest.mark.parametrize("image_size", [12, 16])
+def test_embedded_least_squares_linear_classifier_near_chance(image_size):
     """The best linear classifier in closed form (ridge regression on one-hot targets) fits the
     training images but is at chance on the test images: the classes are not linearly separable
-    on pixels (3000 images at 16x16: about 60% train, 10-11% test accuracy)."""
-    train, test = make_shapes_dataset(num_train=3000, num_test=2000, image_size=16, seed=0)
+    on pixels (3000 images: at 12x12, the quick run's size, about 44% train and 11% test
+    accuracy; at 16x16 about 60% and 10%)."""
+    train, test = make_shapes_dataset(num_train=3000, num_test=2000, image_size=image_size,
+                                      seed=0)
     a, b = _standardise(train.images, test.images)
     y = np.eye(10, dtype=np.float32)[train.labels]
     w = np.linalg.solve((a.T @ a).astype(np.float64) + 10.0 * np.eye(a.shape[1]),
@@ -170,12 +163,13 @@ def test_embedded_softmax_regression_near_chance():
 
 
 @pytest.mark.slow
-def test_embedded_generation_speed_large():
-    t = time.perf_counter()
+def test_embedded_generation_at_cifar_scale():
+    """50,000 images at 32x32 (the size of CIFAR-10's training set) come out whole and balanced.
+    How long that takes is measured by `minires degradation`'s log, never asserted here."""
     train, _ = make_shapes_dataset(num_train=50000, num_test=0, image_size=32, seed=0)
     assert train.images.shape == (50000, 3, 32, 32)
-    # about 4 s on an idle 2-core machine (target < 15 s); the bound leaves room for a busy one
-    assert time.perf_counter() - t < 30.0
+    assert np.isfinite(train.images).all()
+    assert np.bincount(train.labels, minlength=10).tolist() == [5000] * 10
 
 
 # ---------------------------------------------------------------------------------------------
