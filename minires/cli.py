@@ -155,8 +155,6 @@ def degradation_config(args):
         overrides["depths"] = tuple(args.depths)
     overrides["seed"] = args.seed
     overrides["device"] = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
-    if overrides.get("dataset") == "cifar10":
-        overrides.setdefault("image_size", 32)       # the quick run's 12x12 is for embedded data
     config = DegradationConfig.full(**overrides) if args.full else \
         DegradationConfig.quick(**overrides)
     if config.dataset == "cifar10" and config.image_size != 32:

@@ -47,6 +47,8 @@ class DegradationConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "DegradationConfig":
+        if overrides.get("dataset") == "cifar10":
+            overrides.setdefault("image_size", 32)     # 12x12 is for the embedded set only
         return cls(**overrides)
 
     @classmethod

@@ -79,6 +79,8 @@ def test_degradation_defaults_are_the_quick_run():
 
 
 def test_degradation_on_cifar10_defaults_to_32x32():
+    from minires.experiments import DegradationConfig
+    assert DegradationConfig.quick(dataset="cifar10").image_size == 32
     assert _config(["--dataset", "cifar10"]).image_size == 32
     with pytest.raises(cli.CLIError, match="32x32"):
         _config(["--dataset", "cifar10", "--image-size", "12"])
