@@ -1,6 +1,6 @@
 """The reverse-mode autograd engine: ``Tensor``, ``Function`` and ``backward``.
 
-A ``Tensor`` holds an array (``.data``: NumPy on "cpu", CuPy on "cuda") and, when it was computed
+A ``Tensor`` holds an array (``.array``: NumPy on "cpu", CuPy on "cuda") and, when it was computed
 by a differentiable operation, the ``Function`` node that made it (``._ctx``). The nodes form a
 directed acyclic graph from the inputs to, say, a scalar loss ``L``.
 
@@ -131,7 +131,7 @@ class Function:
                     raise RuntimeError(
                         f"{fn.name}: expected all tensors on one device, got {device} and {d}; "
                         f"move them with .to('{device}') first")
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        raw = [a.array if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*raw, **kwargs)
         if isinstance(out, numpy.generic):      # NumPy reductions return scalars, not 0-d arrays
             out = numpy.asarray(out)
@@ -159,16 +159,16 @@ class Tensor:
     that require grad record the graph that ``backward()`` walks.
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "_ctx", "_retains_grad", "_hooks", "_name",
+    __slots__ = ("array", "requires_grad", "grad", "_ctx", "_retains_grad", "_hooks", "_name",
                  "__weakref__")
     __array_priority__ = 1000
     __array_ufunc__ = None       # `numpy_array + tensor` gives Tensor.__radd__, not an object array
 
     def __init__(self, data, requires_grad: bool = False):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         backend.device_of_array(data)  # raises for anything that is not an array of a device
-        self.data = data
+        self.array = data
         self.requires_grad = bool(requires_grad)
         if self.requires_grad and data.dtype.kind != "f":
             raise RuntimeError(f"only floating-point tensors can require gradients, got {data.dtype}")
@@ -181,7 +181,7 @@ class Tensor:
     @classmethod
     def _wrap(cls, array, requires_grad=False) -> "Tensor":
         t = cls.__new__(cls)
-        t.data = array
+        t.array = array
         t.requires_grad = requires_grad
         t.grad = None
         t._ctx = None
@@ -192,20 +192,32 @@ class Tensor:
 
     # --- attributes ---
     @property
+    def data(self) -> "Tensor":
+        """This tensor's values as a new tensor that shares its memory and is cut from the graph
+        (PyTorch's ``.data``). The raw array is ``.array``; ``.numpy()`` copies it to the host."""
+        return Tensor._wrap(self.array)
+
+    @data.setter
+    def data(self, value) -> None:
+        array = value.array if isinstance(value, Tensor) else value
+        backend.device_of_array(array)  # raises for anything that is not an array of a device
+        self.array = array
+
+    @property
     def shape(self) -> tuple:
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     @property
     def dtype(self) -> numpy.dtype:
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self) -> Device:
-        return backend.device_of_array(self.data)
+        return backend.device_of_array(self.array)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def xp(self):
@@ -227,7 +239,7 @@ class Tensor:
         return self.ndim
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def __len__(self):
         if self.ndim == 0:
@@ -238,19 +250,19 @@ class Tensor:
     def numpy(self) -> numpy.ndarray:
         """A NumPy copy on the host (a view of the data on "cpu"), from any device."""
         if self.requires_grad:
-            return backend.to_host(self.data).copy() if self.device.type == "cpu" \
-                else backend.to_host(self.data)
-        return backend.to_host(self.data)
+            return backend.to_host(self.array).copy() if self.device.type == "cpu" \
+                else backend.to_host(self.array)
+        return backend.to_host(self.array)
 
     def item(self):
         """The single element as a Python number."""
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item(): only a one-element tensor converts to a Python number, "
                              f"this one has shape {self.shape}")
-        return backend.to_host(self.data).reshape(()).item()
+        return backend.to_host(self.array).reshape(()).item()
 
     def tolist(self):
-        return backend.to_host(self.data).tolist()
+        return backend.to_host(self.array).tolist()
 
     def __float__(self):
         return float(self.item())
@@ -259,7 +271,7 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
         return bool(self.item())
 
@@ -273,14 +285,14 @@ class Tensor:
             extra += f", grad_fn=<{self._ctx.name}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
-        body = numpy.array2string(backend.to_host(self.data), separator=", ", precision=4,
+        body = numpy.array2string(backend.to_host(self.array), separator=", ", precision=4,
                                   threshold=50, prefix="tensor(")
         return f"tensor({body}{extra})"
 
     # --- graph handling ---
     def detach(self) -> "Tensor":
         """The same data, cut from the graph (shares memory)."""
-        return Tensor._wrap(self.data)
+        return Tensor._wrap(self.array)
 
     def detach_(self) -> "Tensor":
         self._ctx = None
@@ -323,14 +335,14 @@ class Tensor:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn "
                                "(no input of the computation had requires_grad=True)")
         if gradient is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError(
                     f"backward(): gradient can be implicitly created only for scalar outputs, this "
                     f"tensor has shape {self.shape}; pass gradient= (a tensor of that shape) or "
                     f"reduce it first, e.g. loss.sum().backward()")
-            grad = self.xp.ones(self.data.shape, dtype=self.dtype)
+            grad = self.xp.ones(self.array.shape, dtype=self.dtype)
         else:
-            grad = gradient.data if isinstance(gradient, Tensor) else gradient
+            grad = gradient.array if isinstance(gradient, Tensor) else gradient
             if isinstance(grad, Tensor) or backend.device_of_array(grad) != self.device:
                 raise RuntimeError(f"backward(): gradient is on {backend.device_of_array(grad)}, "
                                    f"the tensor on {self.device}")
@@ -362,7 +374,7 @@ class Tensor:
         return self.to(f"cuda:{index}")
 
     def zero_(self) -> "Tensor":
-        self.data[...] = 0
+        self.array[...] = 0
         return self
 
 
@@ -404,7 +416,7 @@ def _as_array(value):
 
 
 def _check_hook_result(node: "Tensor", value):
-    array = value.data if isinstance(value, Tensor) else value
+    array = value.array if isinstance(value, Tensor) else value
     if not hasattr(array, "shape") or isinstance(array, numpy.generic):
         raise TypeError(f"a gradient hook returned {type(value).__name__}; it must return None "
                         f"(to only look) or a Tensor of shape {node.shape}")
@@ -474,11 +486,11 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                     # is updated in place by optimisers and zero_(). It takes the memory layout
                     # of the tensor itself (as PyTorch's gradients do), so that accumulating
                     # into it later adds arrays of one layout.
-                    copy = backend.array_module(node.data).empty_like(node.data)
+                    copy = backend.array_module(node.array).empty_like(node.array)
                     copy[...] = g
                     node.grad = Tensor._wrap(copy)
                 else:
-                    node.grad.data += g      # in place, as PyTorch accumulates into .grad
+                    node.grad.array += g      # in place, as PyTorch accumulates into .grad
             if ctx is None:
                 continue
             input_grads = ctx.backward(g)

@@ -37,7 +37,7 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
     """A new tensor (a copy) from a Python number, nested list, NumPy or device array, or Tensor."""
     device = backend.normalize_device(device) if device is not None else None
     if isinstance(data, Tensor):
-        array = data.data
+        array = data.array
         device = device or data.device
     elif isinstance(data, numpy.ndarray):
         array = data

@@ -60,7 +60,7 @@ def gradcheck(fn: Callable, inputs: "Tensor | Sequence", eps: float = 1e-6, atol
         with no_grad():
             total = 0.0
             for o, w in zip(_outputs(fn, inputs), weights):
-                total += float(backend.to_host((o.data * w).sum()))
+                total += float(backend.to_host((o.array * w).sum()))
         return total
 
     for i in checked:
@@ -70,22 +70,22 @@ def gradcheck(fn: Callable, inputs: "Tensor | Sequence", eps: float = 1e-6, atol
         term = (o * Tensor._wrap(w)).sum()
         total = term if total is None else total + term
     total.backward()
-    analytic = {i: (backend.to_host(inputs[i].grad.data).astype(numpy.float64)
+    analytic = {i: (backend.to_host(inputs[i].grad.array).astype(numpy.float64)
                     if inputs[i].grad is not None else numpy.zeros(inputs[i].shape))
                 for i in checked}
 
     for i in checked:
         x = inputs[i]
-        original = x.data.copy()
+        original = x.array.copy()
         if fast_mode:
             u = rng.standard_normal(x.shape)
             u /= numpy.linalg.norm(u) or 1.0
             u_dev = backend.to_device(u, x.device)
-            x.data = original + eps * u_dev
+            x.array = original + eps * u_dev
             plus = scalar()
-            x.data = original - eps * u_dev
+            x.array = original - eps * u_dev
             minus = scalar()
-            x.data = original
+            x.array = original
             numeric = (plus - minus) / (2 * eps)
             expected = float((analytic[i] * u).sum())
             if abs(numeric - expected) > atol + rtol * abs(numeric):
@@ -100,14 +100,14 @@ def gradcheck(fn: Callable, inputs: "Tensor | Sequence", eps: float = 1e-6, atol
         for k in range(flat.size):
             saved = flat[k]
             flat[k] = saved + eps
-            x.data = backend.to_device(host, x.device)
+            x.array = backend.to_device(host, x.device)
             plus = scalar()
             flat[k] = saved - eps
-            x.data = backend.to_device(host, x.device)
+            x.array = backend.to_device(host, x.device)
             minus = scalar()
             flat[k] = saved
             numeric.reshape(-1)[k] = (plus - minus) / (2 * eps)
-        x.data = original
+        x.array = original
         diff = numpy.abs(numeric - analytic[i])
         bad = diff > atol + rtol * numpy.abs(numeric)
         if bad.any():

@@ -32,7 +32,7 @@ class CheckpointError(ValueError):
 def _encode(obj, arrays: dict):
     if isinstance(obj, Tensor):
         key = f"a{len(arrays)}"
-        arrays[key] = backend.to_host(obj.data)
+        arrays[key] = backend.to_host(obj.array)
         return {"__tensor__": key}
     if isinstance(obj, numpy.ndarray) or hasattr(obj, "__cuda_array_interface__") or \
             isinstance(obj, backend.StrictArray):

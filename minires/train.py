@@ -108,8 +108,8 @@ def evaluate(model, data, batch_size: int = 256, device=None, max_batches: int |
                 if max_batches is not None and b >= max_batches:
                     break
                 logits = model(images)
-                loss = F.cross_entropy(logits, labels, reduction="sum").data
-                wrong = (logits.data.argmax(axis=1) != labels.data).sum()
+                loss = F.cross_entropy(logits, labels, reduction="sum").array
+                wrong = (logits.array.argmax(axis=1) != labels.array).sum()
                 total_loss = loss if total_loss is None else total_loss + loss
                 total_wrong = wrong if total_wrong is None else total_wrong + wrong
                 count += labels.shape[0]
@@ -215,8 +215,8 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
             for cb in callbacks:
                 _call(cb, "on_after_step", step, model)
             with no_grad():
-                batch_loss = loss.data * labels.shape[0]
-                wrong = (logits.data.argmax(axis=1) != labels.data).sum()
+                batch_loss = loss.array * labels.shape[0]
+                wrong = (logits.array.argmax(axis=1) != labels.array).sum()
                 run_loss = batch_loss if run_loss is None else run_loss + batch_loss
                 run_wrong = wrong if run_wrong is None else run_wrong + wrong
                 run_count += labels.shape[0]

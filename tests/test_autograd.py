@@ -132,7 +132,7 @@ def test_detach_cuts_the_graph_and_shares_memory(device):
     x = leaf([2.0, 3.0], device)
     d = x.detach()
     assert not d.requires_grad and d.grad_fn is None
-    assert d.data is x.data
+    assert d.array is x.array
     (x * d).sum().backward()        # d is a constant: the gradient is x, not 2x
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 3.0])
 
@@ -294,8 +294,8 @@ def _train_steps(device, steps, keep):
         loss = mr.ops.cross_entropy(mr.ops.linear(x, w, b).relu(), target)
         loss.backward()
         with mr.no_grad():
-            w.data -= 0.01 * w.grad.data
-            b.data -= 0.01 * b.grad.data
+            w.array -= 0.01 * w.grad.array
+            b.array -= 0.01 * b.grad.array
         w.grad = b.grad = None
         keep.append(loss)
     return loss.item()

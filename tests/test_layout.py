@@ -18,9 +18,9 @@ def gradient_reaching(op, x_nhwc_shape, gradient_order="C"):
     ``gradient_order``; return the raw gradient array that reaches the view."""
     leaf = mr.tensor(np.random.default_rng(0).standard_normal(x_nhwc_shape), requires_grad=True)
     x = leaf.permute(0, 3, 1, 2)
-    assert channels_last(x.data)
+    assert channels_last(x.array)
     seen = []
-    x.register_hook(lambda g: seen.append(g.data))
+    x.register_hook(lambda g: seen.append(g.array))
     y = op(x)
     g = np.ones(y.shape) if gradient_order == "C" else \
         np.ones((y.shape[0], y.shape[2], y.shape[3], y.shape[1])).transpose(0, 3, 1, 2)
@@ -31,12 +31,12 @@ def gradient_reaching(op, x_nhwc_shape, gradient_order="C"):
 def test_conv2d_output_and_input_gradient_are_channels_last():
     w = mr.randn(5, 3, 3, 3, dtype=mr.float64, requires_grad=True)
     y, g = gradient_reaching(lambda x: F.conv2d(x, w, padding=1), (2, 6, 6, 3))
-    assert channels_last(y.data) and channels_last(g)
+    assert channels_last(y.array) and channels_last(g)
 
 
 def test_relu_gradient_takes_the_layout_of_its_output_not_of_the_incoming_gradient():
     y, g = gradient_reaching(F.relu, (2, 4, 4, 3), gradient_order="C")
-    assert channels_last(y.data)
+    assert channels_last(y.array)
     assert channels_last(g)
     expected = (np.random.default_rng(0).standard_normal((2, 4, 4, 3)) > 0).transpose(0, 3, 1, 2)
     np.testing.assert_array_equal(g, expected.astype(g.dtype))
@@ -45,12 +45,12 @@ def test_relu_gradient_takes_the_layout_of_its_output_not_of_the_incoming_gradie
 def test_batch_norm_keeps_channels_last():
     y, g = gradient_reaching(lambda x: mr.ops.batch_norm(x, None, None, None, None, True),
                              (4, 3, 3, 5), gradient_order="K")
-    assert channels_last(y.data) and channels_last(g)
+    assert channels_last(y.array) and channels_last(g)
 
 
 def test_zero_pad_shortcut_is_channels_last_both_ways():
     y, g = gradient_reaching(lambda x: mr.ops.zero_pad_shortcut(x, 6, 2), (2, 4, 4, 3))
-    assert channels_last(y.data) and channels_last(g)
+    assert channels_last(y.array) and channels_last(g)
     np.testing.assert_array_equal(g[:, :, ::2, ::2], 1.0)
     np.testing.assert_array_equal(g[:, :, 1::2, :], 0.0)
 
@@ -83,8 +83,8 @@ def test_a_leaf_gradient_takes_the_layout_of_the_leaf():
     leaf = mr.Tensor(data.transpose(0, 3, 1, 2), requires_grad=True)    # channels-last leaf
     for _ in range(2):                                                   # create, then accumulate
         F.relu(leaf).sum().backward()
-        assert channels_last(leaf.grad.data)
+        assert channels_last(leaf.grad.array)
     np.testing.assert_array_equal(leaf.grad.numpy(), 2.0 * (leaf.numpy() > 0))
     contiguous = mr.randn(2, 3, 4, 4, requires_grad=True)
     (contiguous * 2).sum().backward()
-    assert contiguous.grad.data.flags.c_contiguous
+    assert contiguous.grad.array.flags.c_contiguous

@@ -232,14 +232,14 @@ def test_non_persistent_buffer_not_in_state_dict():
 
 def test_load_state_dict_copies_values():
     a, b = Net(), Net()
-    a.bn.running_mean.data += 3.0
+    a.bn.running_mean.array += 3.0
     result = b.load_state_dict(a.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb
         np.testing.assert_array_equal(to_numpy(va), to_numpy(vb))
     # a copy, not an alias
-    a.conv.weight.data += 1.0
+    a.conv.weight.array += 1.0
     assert not np.array_equal(to_numpy(a.conv.weight), to_numpy(b.conv.weight))
     # numpy arrays are accepted and cast to the parameter's dtype
     b.load_state_dict({k: to_numpy(v).astype(np.float64) if v.dtype.kind == "f" else to_numpy(v)
@@ -428,7 +428,7 @@ def test_a_deep_resnet_starts_near_the_chance_loss():
 
 def test_batchnorm_train_eval_and_running_stats(device):
     bn = nn.BatchNorm2d(3, momentum=0.1).to(device)
-    bn.weight.data = bn.weight.data * 0 + bn.weight.xp.asarray(np.array([1.0, 2.0, 0.5],
+    bn.weight.array = bn.weight.array * 0 + bn.weight.xp.asarray(np.array([1.0, 2.0, 0.5],
                                                                         np.float32))
     rng = np.random.default_rng(0)
     batches = [rng.normal(2.0, 3.0, (4, 3, 5, 5)).astype(np.float32) for _ in range(2)]

@@ -142,7 +142,7 @@ def test_adam_matches_torch(config):
 def test_step_updates_in_place_without_graph(device, make):
     params = [nn.Parameter(mr.randn(*s, device=device)) for s in SHAPES]
     before_ids = [id(p) for p in params]
-    before_arrays = [id(p.data) for p in params]
+    before_arrays = [id(p.array) for p in params]
     before = [to_numpy(p).copy() for p in params]
     opt = make(params)
     grads = []
@@ -152,7 +152,7 @@ def test_step_updates_in_place_without_graph(device, make):
     opt.step()
     opt.step()
     for p, i, a, b, g in zip(params, before_ids, before_arrays, before, grads):
-        assert id(p) == i and id(p.data) == a            # the same tensor and array, updated
+        assert id(p) == i and id(p.array) == a            # the same tensor and array, updated
         assert p.device == mr.device(device) and p.dtype == mr.float32
         assert p._ctx is None and p.is_leaf and p.requires_grad
         assert not np.array_equal(to_numpy(p), b)

@@ -14,19 +14,19 @@ def st():
 
 def test_strict_tensor_holds_a_strict_array(st):
     assert st.device == "strict" and str(st.device) == "strict"
-    assert isinstance(st.data, backend.StrictArray)
-    assert not isinstance(st.data, np.ndarray)
+    assert isinstance(st.array, backend.StrictArray)
+    assert not isinstance(st.array, np.ndarray)
 
 
 def test_np_asarray_refuses(st):
     with pytest.raises(TypeError, match=r"asarray.*strict"):
-        np.asarray(st.data)
+        np.asarray(st.array)
     with pytest.raises(TypeError, match="strict"):
-        np.array(st.data)
+        np.array(st.array)
 
 
 def test_float_int_bool_refuse():
-    one = mr.tensor(np.array([2.5]), device="strict").data
+    one = mr.tensor(np.array([2.5]), device="strict").array
     with pytest.raises(TypeError, match=r"float\(\)"):
         float(one)
     with pytest.raises(TypeError, match=r"int\(\)"):
@@ -36,37 +36,37 @@ def test_float_int_bool_refuse():
     with pytest.raises(TypeError, match=r"\.item\(\)"):
         one.item()
     with pytest.raises(TypeError, match="index"):
-        [1, 2, 3][mr.tensor(1, device="strict").data]
+        [1, 2, 3][mr.tensor(1, device="strict").array]
 
 
 def test_iteration_and_tolist_refuse(st):
     with pytest.raises(TypeError, match="iteration"):
-        iter(st.data)
+        iter(st.array)
     with pytest.raises(TypeError, match="iteration"):
-        list(st.data)
+        list(st.array)
     with pytest.raises(TypeError, match=r"\.tolist\(\)"):
-        st.data.tolist()
+        st.array.tolist()
 
 
 def test_numpy_functions_on_raw_strict_arrays_refuse(st):
     with pytest.raises(TypeError):
-        np.add(st.data, 1.0)
+        np.add(st.array, 1.0)
     with pytest.raises(TypeError, match="strict"):
-        np.concatenate([st.data, st.data])
+        np.concatenate([st.array, st.array])
     with pytest.raises(TypeError, match="host numpy.ndarray"):
-        st.data + np.ones(3)
+        st.array + np.ones(3)
     with pytest.raises(TypeError):
-        np.ones(3) + st.data
+        np.ones(3) + st.array
 
 
 def test_strict_array_module_works_on_device_arrays(st):
     xp = st.xp
     assert xp is backend.strict_numpy
-    out = xp.exp(st.data) + xp.ones(3)
+    out = xp.exp(st.array) + xp.ones(3)
     assert isinstance(out, backend.StrictArray)
     np.testing.assert_allclose(backend.to_host(out), np.exp(np.arange(6.0).reshape(2, 3)) + 1)
     with pytest.raises(TypeError, match="host"):
-        xp.maximum(st.data, np.zeros(3))       # a host array into a device function
+        xp.maximum(st.array, np.zeros(3))       # a host array into a device function
 
 
 @pytest.mark.parametrize("op", [lambda t, a: t + a, lambda t, a: a + t, lambda t, a: t * a,
@@ -130,10 +130,10 @@ def test_explicit_transfers_work(st):
     assert isinstance(host, np.ndarray)
     np.testing.assert_array_equal(host, np.arange(6.0).reshape(2, 3))
     c = st.to("cpu")
-    assert c.device == "cpu" and isinstance(c.data, np.ndarray)
-    np.testing.assert_array_equal(c.data, host)
+    assert c.device == "cpu" and isinstance(c.array, np.ndarray)
+    np.testing.assert_array_equal(c.array, host)
     back = c.to("strict")
-    assert isinstance(back.data, backend.StrictArray)
+    assert isinstance(back.array, backend.StrictArray)
     assert st.sum().item() == 15.0
     assert float(st[0, 1]) == 1.0
     assert st.tolist() == host.tolist()
@@ -154,7 +154,7 @@ def test_gradients_stay_on_the_strict_device():
     loss = mr.ops.cross_entropy(h, mr.tensor([0, 3], device="strict"))
     loss.backward()
     for t in (loss, x.grad, w.grad, g.grad):
-        assert isinstance(t.data, backend.StrictArray)
+        assert isinstance(t.array, backend.StrictArray)
     assert np.isfinite(x.grad.numpy()).all() and np.abs(w.grad.numpy()).sum() > 0
 
 
@@ -204,7 +204,7 @@ def test_minires_device_sets_the_default(monkeypatch):
     assert mr.randn(2).device == "strict"
     assert mr.tensor([1.0]).device == "strict"
     assert mr.tensor(np.ones(2)).device == "strict"
-    assert isinstance(mr.ones(2).data, backend.StrictArray)
+    assert isinstance(mr.ones(2).array, backend.StrictArray)
     assert mr.zeros(2, device="cpu").device == "cpu"          # an explicit device wins
     monkeypatch.setenv("MINIRES_DEVICE", "  Strict ")
     assert mr.zeros(1).device == "strict"
@@ -219,6 +219,6 @@ def test_minires_device_sets_the_default(monkeypatch):
 
 def test_tensor_keeps_the_device_of_a_device_array():
     s = mr.tensor(np.ones(2), device="strict")
-    assert mr.tensor(s.data).device == "strict"
+    assert mr.tensor(s.array).device == "strict"
     assert mr.tensor(s).device == "strict"
     assert mr.tensor(s, device="cpu").device == "cpu"

@@ -147,24 +147,24 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
         def pre_hook(module, inputs, rec=rec):
             x = inputs[0]
             rec["in"] = x
-            x.register_hook(lambda g, rec=rec: rec.__setitem__("in_grad", _norm(g.data)))
+            x.register_hook(lambda g, rec=rec: rec.__setitem__("in_grad", _norm(g.array)))
             return inputs
 
         def branch_pre(module, inputs, rec=rec):
             alias = identity(inputs[0])
-            alias.register_hook(lambda g, rec=rec: rec.__setitem__("branch_grad", g.data))
+            alias.register_hook(lambda g, rec=rec: rec.__setitem__("branch_grad", g.array))
             return (alias,)
 
         def shortcut_pre(module, inputs, rec=rec):
             alias = identity(inputs[0])
-            alias.register_hook(lambda g, rec=rec: rec.__setitem__("shortcut_grad", g.data))
+            alias.register_hook(lambda g, rec=rec: rec.__setitem__("shortcut_grad", g.array))
             return (alias,)
 
         def branch_out(module, inputs, output, rec=rec):
-            rec["response_std"] = _std(output.data)
+            rec["response_std"] = _std(output.array)
 
         def out_hook(module, inputs, output, rec=rec):
-            output.register_hook(lambda g, rec=rec: rec.__setitem__("out_grad", _norm(g.data)))
+            output.register_hook(lambda g, rec=rec: rec.__setitem__("out_grad", _norm(g.array)))
 
         handles.append(block.register_forward_pre_hook(pre_hook))
         handles.append(block.register_forward_hook(out_hook))
@@ -181,7 +181,7 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
             bn_index += 1
 
             def bn_hook(module, inputs, output, mname=mname, depth=bn_index):
-                responses.append(LayerResponse(mname, depth, _std(output.data)))
+                responses.append(LayerResponse(mname, depth, _std(output.array)))
             handles.append(m.register_forward_hook(bn_hook))
 
     try:
@@ -190,8 +190,8 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
             images.dtype.kind == "f")
         loss = loss_fn(model(x), labels)
         loss.backward()
-        params = [ParamFlow(pname, i + 1, _norm(w.grad.data) if w.grad is not None else 0.0,
-                            _norm(w.data), tuple(w.shape))
+        params = [ParamFlow(pname, i + 1, _norm(w.grad.array) if w.grad is not None else 0.0,
+                            _norm(w.array), tuple(w.shape))
                   for i, (pname, w) in enumerate(weight_layers(model))]
         blocks = []
         for depth, (bname, block) in enumerate(_blocks(model), start=1):
@@ -224,13 +224,13 @@ def path_gradients(model: nn.Module, images: Tensor, labels: Tensor, block_index
     got = {}
 
     def pre(module, inputs):
-        inputs[0].register_hook(lambda g: got.__setitem__("total", g.data))
+        inputs[0].register_hook(lambda g: got.__setitem__("total", g.array))
         return inputs
 
     def make(key):
         def hook(module, inputs):
             alias = identity(inputs[0])
-            alias.register_hook(lambda g: got.__setitem__(key, g.data))
+            alias.register_hook(lambda g: got.__setitem__(key, g.array))
             return (alias,)
         return hook
 

@@ -36,17 +36,17 @@ class GradientTracker:
         layers = weight_layers(model)
         self.names = [n for n, _ in layers]
         self.steps.append(step)
-        self.grad_norms.append([_norm(w.grad.data) if w.grad is not None else 0.0
+        self.grad_norms.append([_norm(w.grad.array) if w.grad is not None else 0.0
                                 for _, w in layers])
-        self.weight_norms.append([_norm(w.data) for _, w in layers])
-        self._before = [w.data.copy() for _, w in layers]
+        self.weight_norms.append([_norm(w.array) for _, w in layers])
+        self._before = [w.array.copy() for _, w in layers]
 
     def on_after_step(self, step: int, model) -> None:
         if self._before is None:
             return
         layers = weight_layers(model)
         self.update_ratios.append([
-            _norm(w.data - before) / max(norm, 1e-30)
+            _norm(w.array - before) / max(norm, 1e-30)
             for (_, w), before, norm in zip(layers, self._before, self.weight_norms[-1])])
         self._before = None
 

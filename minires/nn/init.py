@@ -40,7 +40,7 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
 
 def _fill(t: Tensor, host_values: numpy.ndarray) -> Tensor:
     with no_grad():
-        t.data = backend.to_device(host_values.astype(t.dtype), t.device)
+        t.array = backend.to_device(host_values.astype(t.dtype), t.device)
     return t
 
 

@@ -24,7 +24,7 @@ def _pair(v):
 
 
 def _param(shape, dtype, device):
-    return Parameter(creation.zeros(*shape, dtype=dtype, device=device).data)
+    return Parameter(creation.zeros(*shape, dtype=dtype, device=device).array)
 
 
 class _HeInitialised(Module):
@@ -134,7 +134,7 @@ class _BatchNorm(Module):
         # statistics, or the batch's when the layer keeps none (track_running_stats=False)
         use_batch_stats = self.training or self.running_mean is None
         if self.training and self.running_mean is not None:
-            self.num_batches_tracked.data += 1
+            self.num_batches_tracked.array += 1
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             use_batch_stats, self.momentum, self.eps)
 

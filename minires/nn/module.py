@@ -23,7 +23,7 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad: bool = True):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         super().__init__(data, requires_grad=requires_grad)
 
     def __repr__(self):
@@ -219,7 +219,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad = Tensor._wrap(p.grad.xp.zeros_like(p.grad.data))
+                p.grad = Tensor._wrap(p.grad.xp.zeros_like(p.grad.array))
 
     # --- devices and dtypes ---
     def to(self, *args, **kwargs) -> "Module":
@@ -233,14 +233,14 @@ class Module:
                     for t in store.values():
                         if t is None:
                             continue
-                        data = t.data
+                        data = t.array
                         if dtype is not None and data.dtype.kind == "f" and data.dtype != dtype:
                             data = data.astype(dtype)
                         if device is not None:
                             data = backend.to_device(data, device)
-                        t.data = data
+                        t.array = data
                         if t.grad is not None:
-                            g = t.grad.data
+                            g = t.grad.array
                             if dtype is not None and g.dtype != data.dtype:
                                 g = g.astype(data.dtype)
                             if device is not None:
@@ -309,12 +309,12 @@ class Module:
                     continue
                 value = state_dict[k]
                 live = params_and_buffers[k]
-                array = value.data if isinstance(value, Tensor) else value
+                array = value.array if isinstance(value, Tensor) else value
                 if not isinstance(array, numpy.ndarray) and not hasattr(array, "shape"):
                     raise TypeError(f"load_state_dict: {k} is a {type(array).__name__}, not an "
                                     f"array or Tensor")
                 array = backend.to_device(array, live.device)   # any device -> the live one
-                live.data = array.astype(live.dtype, copy=True)
+                live.array = array.astype(live.dtype, copy=True)
         return _IncompatibleKeys(missing, unexpected)
 
     # --- printing ---

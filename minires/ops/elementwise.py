@@ -402,7 +402,7 @@ def cast(x: Tensor, dtype) -> Tensor:
     if x.dtype == dtype:
         return x
     if dtype.kind != "f" and x.requires_grad:
-        return Tensor._wrap(x.data.astype(dtype))        # integers carry no gradient
+        return Tensor._wrap(x.array.astype(dtype))        # integers carry no gradient
     return Cast.apply(x, dtype)
 
 
@@ -417,7 +417,7 @@ def transfer(x: Tensor, device) -> Tensor:
 def _compare(name):
     def compare(a, b):
         a, b = as_operands(a, b, name)
-        return Tensor._wrap(getattr(a.data, f"__{name}__")(b.data))
+        return Tensor._wrap(getattr(a.array, f"__{name}__")(b.array))
     compare.__name__ = name
     return compare
 
@@ -427,7 +427,7 @@ eq, ne, lt, le, gt, ge = (_compare(n) for n in ("eq", "ne", "lt", "le", "gt", "g
 
 def where(condition: Tensor, a, b) -> Tensor:
     """``a`` where ``condition`` else ``b`` (differentiable in a and b)."""
-    mask = condition.data if isinstance(condition, Tensor) else condition
+    mask = condition.array if isinstance(condition, Tensor) else condition
     ref = a if isinstance(a, Tensor) else b
     a = a if isinstance(a, Tensor) else constant_like(a, ref, "where")
     b = b if isinstance(b, Tensor) else constant_like(b, ref, "where")

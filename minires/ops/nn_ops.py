@@ -119,8 +119,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if m <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
                              f"input shape {input.shape}")
-    rm = running_mean.data if running_mean is not None else None
-    rv = running_var.data if running_var is not None else None
+    rm = running_mean.array if running_mean is not None else None
+    rv = running_var.array if running_var is not None else None
     return BatchNorm.apply(input, weight, bias, rm, rv, bool(training), float(momentum),
                            float(eps))
 
@@ -248,7 +248,7 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if target.numel():
         xp = target.xp
-        lo, hi = backend.to_host(xp.stack([target.data.min(), target.data.max()])).tolist()
+        lo, hi = backend.to_host(xp.stack([target.array.min(), target.array.max()])).tolist()
         if lo < 0 or hi >= input.shape[1]:
             raise ValueError(f"{op}: target values must be in [0, {input.shape[1] - 1}] for "
                              f"{input.shape[1]} classes, got values from {lo} to {hi}")

@@ -134,7 +134,7 @@ def _extreme(x: Tensor, dim, keepdim, axis, keepdims, sign, op):
     if isinstance(dim, int):
         d = normalize_dims(dim, x.ndim, op)[0]
         values = MaxDim.apply(x, d, bool(keepdim), sign)
-        idx = (x.data * sign).argmax(axis=d)
+        idx = (x.array * sign).argmax(axis=d)
         if keepdim:
             idx = x.xp.expand_dims(idx, d)
         return MaxResult(values, Tensor._wrap(idx.astype(numpy.int64)))
@@ -158,8 +158,8 @@ def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     if dim is None:
-        return Tensor._wrap(x.data.reshape(-1).argmax().astype(numpy.int64))
-    idx = x.data.argmax(axis=dim)
+        return Tensor._wrap(x.array.reshape(-1).argmax().astype(numpy.int64))
+    idx = x.array.argmax(axis=dim)
     if keepdim:
         idx = x.xp.expand_dims(idx, dim)
     return Tensor._wrap(idx.astype(numpy.int64))

@@ -107,7 +107,7 @@ def _raw_index(index, ref: Tensor):
         if index.device != ref.device:
             raise RuntimeError(f"index: the index tensor is on {index.device}, the tensor on "
                                f"{ref.device}; move the index with .to('{ref.device}')")
-        return index.data
+        return index.array
     if isinstance(index, tuple):
         return tuple(_raw_index(i, ref) for i in index)
     if isinstance(index, list):

@@ -29,15 +29,15 @@ class Adam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                xp = array_module(p.data)
-                g = p.grad.data
+                xp = array_module(p.array)
+                g = p.grad.array
                 if wd:
-                    g = g + wd * p.data
+                    g = g + wd * p.array
                 state = self.state.setdefault(id(p), {})
                 if "exp_avg" not in state:
                     state["step"] = 0
-                    state["exp_avg"] = xp.zeros_like(p.data)
-                    state["exp_avg_sq"] = xp.zeros_like(p.data)
+                    state["exp_avg"] = xp.zeros_like(p.array)
+                    state["exp_avg_sq"] = xp.zeros_like(p.array)
                 state["step"] += 1
                 t = state["step"]
                 m, v = state["exp_avg"], state["exp_avg_sq"]
@@ -47,4 +47,4 @@ class Adam(Optimizer):
                 v += (1 - b2) * (g * g)
                 step_size = lr / (1 - b1 ** t)
                 denom = xp.sqrt(v) * (1.0 / math.sqrt(1 - b2 ** t)) + eps
-                p.data -= step_size * (m / denom)
+                p.array -= step_size * (m / denom)

@@ -45,7 +45,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad = Tensor._wrap(p.grad.xp.zeros_like(p.grad.data))
+                    p.grad = Tensor._wrap(p.grad.xp.zeros_like(p.grad.array))
 
     def step(self):  # pragma: no cover - abstract
         raise NotImplementedError

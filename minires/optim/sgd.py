@@ -32,9 +32,9 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.data
+                g = p.grad.array
                 if wd:
-                    g = g + wd * p.data               # a new array: never modify .grad in place
+                    g = g + wd * p.array               # a new array: never modify .grad in place
                 if mu:
                     state = self.state.setdefault(id(p), {})
                     buf = state.get("momentum_buffer")
@@ -44,4 +44,4 @@ class SGD(Optimizer):
                         buf *= mu
                         buf += (1 - damp) * g if damp else g
                     g = g + mu * buf if nesterov else buf
-                p.data -= lr * g
+                p.array -= lr * g
