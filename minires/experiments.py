@@ -20,6 +20,7 @@ from .data.loader import DataLoader
 from .data.transforms import Compose, PerPixelMean, RandomCrop, RandomHorizontalFlip
 from .diagnostics import measure_gradient_flow, plots
 from .random import manual_seed
+from .serialization import load, save
 from .train import fit, paper_optimizer
 
 
@@ -125,14 +126,10 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
                          "train_error": history.train_error, "test_error": history.test_error,
                          "train_loss": history.train_loss, "seconds": round(history.seconds, 2),
                          "diverged": history.diverged})
-    settings = {"dataset": config.dataset, "image_size": config.image_size,
-                "width": config.width, "steps": config.steps, "batch_size": config.batch_size,
-                "lr": config.lr, "warmup_steps": config.warmup_steps,
-                "lr_decay": config.lr_decay, "seed": config.seed,
-                "device": str(config.device), "depths": list(config.depths),
-                "minires_version": __version__}
-    results = {"settings": settings, "runs": runs}
-    _write_json(results, os.path.join(out, "results.json"))
+            # each finished run is kept at once: its trained weights, and the results so far
+            save(model.state_dict(), trained_model_path(out, model.name))
+            results = {"settings": _degradation_settings(config), "runs": runs}
+            _write_json(results, os.path.join(out, "results.json"))
     plots.save_figure(plots.training_curves_figure(runs, "train_error"),
                       os.path.join(out, "training_error.png"))
     plots.save_figure(plots.training_curves_figure(runs, "test_error",
@@ -141,6 +138,42 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
     plots.save_figure(plots.gradient_norms_figure(flows),
                       os.path.join(out, "gradient_norms_at_init.png"))
     return results
+
+
+def _degradation_settings(config: DegradationConfig) -> dict:
+    return {"dataset": config.dataset, "image_size": config.image_size,
+            "width": config.width, "steps": config.steps, "batch_size": config.batch_size,
+            "lr": config.lr, "warmup_steps": config.warmup_steps,
+            "lr_decay": config.lr_decay, "seed": config.seed, "shortcut": config.shortcut,
+            "num_train": config.num_train, "num_test": config.num_test,
+            "device": str(config.device), "depths": list(config.depths),
+            "minires_version": __version__}
+
+
+def trained_model_path(out: str, name: str) -> str:
+    """Where a degradation run in ``out`` keeps the trained weights of model ``name``."""
+    return os.path.join(out, "models", f"{name}.npz")
+
+
+def load_trained_model(out: str, name: str, device: str = "cpu"):
+    """The model ``name`` (e.g. ``"resnet56"``) as a degradation run in ``out`` left it: built
+    from the run's settings in ``results.json``, with its trained weights, in eval mode."""
+    results_path = os.path.join(out, "results.json")
+    if not os.path.exists(results_path):
+        raise FileNotFoundError(f"{results_path} not found: run `minires degradation --out "
+                                f"{out}` first")
+    with open(results_path) as f:
+        results = json.load(f)
+    run = next((r for r in results["runs"] if r["model"] == name), None)
+    if run is None:
+        raise ValueError(f"{out} holds no trained {name} (it has "
+                         f"{', '.join(r['model'] for r in results['runs']) or 'none'})")
+    settings = results["settings"]
+    model = models.cifar_resnet(run["depth"], residual=run["residual"],
+                                shortcut=run["shortcut"] or settings.get("shortcut", "A"),
+                                width=settings["width"])
+    model.load_state_dict(load(trained_model_path(out, name)))
+    return model.to(device).eval()
 
 
 def degradation_table(results: dict) -> str:

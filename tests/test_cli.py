@@ -4,8 +4,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import minires as mr
 from minires import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +35,17 @@ def test_degradation_tiny_run(tmp_path, capsys):
         assert r["residual"] == r["model"].startswith("resnet")
     for png in ("training_error.png", "test_error.png", "gradient_norms_at_init.png"):
         assert os.path.getsize(os.path.join(out, png)) > 1000
+    # every trained model is kept, and comes back with the weights it ended with
+    from minires.experiments import load_trained_model, trained_model_path
+    for name in names:
+        assert os.path.exists(trained_model_path(out, name))
+    model = load_trained_model(out, "resnet14")
+    assert model.name == "resnet14" and not model.training
+    saved = mr.load(trained_model_path(out, "resnet14"))
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), saved[key].numpy())
+    with pytest.raises(ValueError, match="no trained resnet20"):
+        load_trained_model(out, "resnet20")
 
 
 def test_gradflow_tiny_run(tmp_path, capsys):
