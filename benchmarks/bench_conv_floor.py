@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from minires.backend import tune_host_allocator  # noqa: E402
+from minires.host_allocator import tune_host_allocator  # noqa: E402
 from minires.kernels import conv as K  # noqa: E402
 
 from common import timeit, torch_or_none, write_results  # noqa: E402

@@ -24,6 +24,7 @@ import numpy  # noqa: E402
 import minires as mr  # noqa: E402
 import minires.nn.functional as F  # noqa: E402
 from minires import backend  # noqa: E402
+from minires.host_allocator import tune_host_allocator  # noqa: E402
 
 from common import timeit, torch_or_none, write_results  # noqa: E402
 
@@ -89,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    tune_host_allocator()   # as the minires command and fit() do: the speed of a training loop
     torch = torch_or_none()
     if torch is not None:
         torch.set_num_threads(os.cpu_count() or 1)

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import minires as mr  # noqa: E402
 import minires.nn.functional as F  # noqa: E402
 from minires import backend, models, optim  # noqa: E402
+from minires.host_allocator import tune_host_allocator  # noqa: E402
 
 from common import timeit, torch_or_none, write_results  # noqa: E402
 
@@ -93,6 +94,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    tune_host_allocator()   # as the minires command and fit() do: the speed of a training loop
     torch = torch_or_none()
     if torch is not None and not args.device.startswith("cuda"):
         torch.set_num_threads(os.cpu_count() or 1)

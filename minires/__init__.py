@@ -7,8 +7,6 @@ or a strict CPU stand-in for GPU semantics ("strict"); ``minires.nn``, ``minires
 __version__ = "0.1.0"
 
 from . import backend, cuda  # noqa: F401
-
-backend.tune_host_allocator()  # recycle large host buffers between training steps (see there)
 from . import ops as _ops  # noqa: F401  (attaches Tensor methods)
 from .autograd import (Tensor, bool_, enable_grad, float16, float32, float64, grad, int32,  # noqa
                        int64, is_grad_enabled, no_grad, set_grad_enabled)

@@ -15,6 +15,7 @@ import os
 import sys
 
 from . import __version__
+from .host_allocator import tune_host_allocator
 
 
 class CLIError(Exception):
@@ -235,6 +236,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    tune_host_allocator()   # recycle host memory between training steps (minires.host_allocator)
     handler = {"degradation": cmd_degradation, "gradflow": cmd_gradflow,
                "train": cmd_train}[args.command]
     try:

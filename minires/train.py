@@ -27,6 +27,7 @@ import numpy
 from . import backend, random as mr_random, serialization
 from .autograd import Tensor, no_grad
 from .data.loader import DataLoader
+from .host_allocator import tune_host_allocator
 from .nn import functional as F
 from .optim import SGD
 from .optim.lr_scheduler import LinearLR, MultiStepLR, SequentialLR
@@ -148,6 +149,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     called at every step. With ``resume=True`` and an existing checkpoint, training continues from
     it exactly where it stopped.
     """
+    tune_host_allocator()   # recycle host memory between steps (MINIRES_TUNE_MALLOC=0: don't)
     if device is not None:
         model.to(device)
     device = _model_device(model)

@@ -1,22 +1,15 @@
 """Pictures of gradient flow and training, with matplotlib (the figures of the notebooks, the
 CLI and the docs). Every function returns a ``matplotlib.figure.Figure``; :func:`save_figure`
-writes it as a PNG. The non-interactive Agg backend is used unless one is already chosen.
+writes it as a PNG. Importing this module chooses no backend: matplotlib's own choice stands (the
+inline backend in a notebook, Agg on a machine without a display, or ``MPLBACKEND``).
 """
 from __future__ import annotations
 
 import math
 import os
 
-import matplotlib
-
-if "MPLBACKEND" not in os.environ and matplotlib.get_backend().lower() not in ("agg",) \
-        and "inline" not in matplotlib.get_backend().lower():
-    try:
-        matplotlib.use("Agg")
-    except Exception:  # pragma: no cover - a backend already in use
-        pass
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy
 
 PLAIN_STYLE = dict(linestyle="--")
 RESIDUAL_STYLE = dict(linestyle="-")
