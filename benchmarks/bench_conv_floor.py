@@ -85,8 +85,8 @@ def pieces(n, c, s, repeat):
     w = rng.standard_normal((c, c, 3, 3), dtype=np.float32)
     x, dy = x_nhwc.transpose(0, 3, 1, 2), dy_nhwc.transpose(0, 3, 1, 2)
 
-    _, cache = K.conv2d_forward(x, w, None, 1, 1)
-    yield "minires forward", timeit(lambda: K.conv2d_forward(x, w, None, 1, 1), repeat)
+    _, cache = K.conv2d_forward(x, w, None, (1, 1), (1, 1))
+    yield "minires forward", timeit(lambda: K.conv2d_forward(x, w, None, (1, 1), (1, 1)), repeat)
     yield "minires backward", timeit(lambda: K.conv2d_backward(dy, cache, need_db=False), repeat)
 
     x_pad = K.pad_nhwc(x_nhwc, 1, 1)
@@ -122,7 +122,7 @@ def pieces(n, c, s, repeat):
     y = np.empty((n, 2 * th, 2 * tw, c), np.float32)
     yield "Winograd output transform", timeit(lambda: winograd_output_transform(m, y), repeat)
     # the transforms compute the same convolution: a wrong one would make the timing meaningless
-    y_ref, _ = K.conv2d_forward(x, w, None, 1, 1)
+    y_ref, _ = K.conv2d_forward(x, w, None, (1, 1), (1, 1))
     error = np.abs(y[:, :s, :s] - y_ref.transpose(0, 2, 3, 1)).max()
     if error > 1e-3 * np.abs(y_ref).max():
         raise AssertionError(f"Winograd forward differs from conv2d by {error}")

@@ -30,15 +30,21 @@ CuPy. im2col and col2im are a loop over the kh*kw kernel offsets, each a strided
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from ..backend import array_module
 
 
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"expected an int or a pair, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
+class Conv2dCache(NamedTuple):
+    """What :func:`conv2d_backward` needs from the forward pass."""
+    x_col: Any                      # (N*Ho*Wo, kh*kw*C): the patch matrix X_col
+    w: Any                          # (F, C, kh, kw): the weight
+    x_shape: tuple                  # (N, C, H, W)
+    padded_shape: tuple             # (N, Hp, Wp, C): the padded channels-last input
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    has_bias: bool
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
@@ -109,11 +115,12 @@ def correlate_nhwc(x_pad, w_col, kh, kw, stride, dilation, out_h, out_w):
     return x_col @ w_col, x_col
 
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
-    """y = conv2d(x, w) + b. Returns ``(y, cache)``; ``y`` is (N, F, Ho, Wo)."""
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
+def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """y = conv2d(x, w) + b, with ``stride``, ``padding`` and ``dilation`` pairs (height, width).
+    Returns ``(y, cache)``; ``y`` is (N, F, Ho, Wo), ``cache`` a :class:`Conv2dCache`."""
+    sh, sw = stride
+    ph, pw = padding
+    dh, dw = dilation
     n, c, h, width = x.shape
     f, _, kh, kw = w.shape
     out_h = conv_output_size(h, kh, sh, ph, dh)
@@ -125,7 +132,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     if b is not None:
         y += b
     y = y.reshape(n, out_h, out_w, f).transpose(0, 3, 1, 2)    # NCHW view of NHWC memory
-    cache = (x_col, w, x.shape, x_pad.shape, (sh, sw), (ph, pw), (dh, dw), b is not None)
+    cache = Conv2dCache(x_col, w, x.shape, x_pad.shape, (sh, sw), (ph, pw), (dh, dw),
+                        b is not None)
     return y, cache
 
 
@@ -139,8 +147,8 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
     use col2im.
     """
     xp = array_module(dy)
-    x_col, w, x_shape, padded_shape, stride, padding, dilation, has_bias = cache
-    n, c, h, width = x_shape
+    x_col, w, stride, dilation = cache.x_col, cache.w, cache.stride, cache.dilation
+    n, c, h, width = cache.x_shape
     f, _, kh, kw = w.shape
     out_h, out_w = dy.shape[2], dy.shape[3]
     dy_nhwc = dy.transpose(0, 2, 3, 1)
@@ -150,10 +158,10 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
     if need_dw:
         dw = (x_col.T @ dy_rows).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
         dw = xp.ascontiguousarray(dw)
-    if need_db and has_bias:
+    if need_db and cache.has_bias:
         db = dy_rows.sum(axis=0)
     if need_dx:
-        ph, pw = padding
+        ph, pw = cache.padding
         dh, dw_ = dilation
         qh, qw = dh * (kh - 1) - ph, dw_ * (kw - 1) - pw       # the padding of the transposed conv
         if stride == (1, 1) and qh >= 0 and qw >= 0:
@@ -165,11 +173,11 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
             w_col = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, f)
             dx_col = (dy_rows @ w_col.T).reshape(n, out_h, out_w, kh, kw, c)
             if kh == 1 and kw == 1:
-                dx_pad = xp.zeros(padded_shape, dtype=dy.dtype)
+                dx_pad = xp.zeros(cache.padded_shape, dtype=dy.dtype)
                 sh, sw = stride
                 dx_pad[:, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, :] = \
                     dx_col.reshape(n, out_h, out_w, c)
             else:
-                dx_pad = col2im(dx_col, padded_shape, stride, dilation)
+                dx_pad = col2im(dx_col, cache.padded_shape, stride, dilation)
             dx = dx_pad[:, ph:ph + h, pw:pw + width, :].transpose(0, 3, 1, 2)
     return dx, dw, db

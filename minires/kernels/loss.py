@@ -12,7 +12,16 @@ softmax Jacobian and the log cancel into this one line.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from ..backend import array_module
+
+
+class CrossEntropyCache(NamedTuple):
+    """What :func:`cross_entropy_backward` needs from the forward pass."""
+    log_p: Any                      # (N, K) log-probabilities
+    target: Any                     # (N,) class indices
+    reduction: str                  # "mean", "sum" or "none"
 
 
 def log_softmax(z, axis=-1):
@@ -33,7 +42,7 @@ def cross_entropy_forward(logits, target, reduction="mean"):
         loss = picked.sum()
     else:
         loss = picked
-    return loss.astype(logits.dtype, copy=False), (log_p, target, reduction)
+    return loss.astype(logits.dtype, copy=False), CrossEntropyCache(log_p, target, reduction)
 
 
 def cross_entropy_backward(dloss, cache):

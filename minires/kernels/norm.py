@@ -33,7 +33,18 @@ over wide rows folds back to channels with ``.reshape(R, C).sum(0)``.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from ..backend import array_module
+
+
+class BatchNormCache(NamedTuple):
+    """What :func:`batch_norm_backward` needs from the forward pass."""
+    centered: Any                   # (M/R, R*C) wide rows of x - mean
+    inv_std: Any                    # (C,) 1 / sqrt(var + eps)
+    weight: Any                     # (C,) gamma, or None
+    training: bool                  # batch statistics (True) or running ones
+    x_shape: tuple                  # (N, C) or (N, C, H, W)
 
 
 def _to_rows(x):
@@ -108,13 +119,13 @@ def batch_norm_forward(x, running_mean, running_var, weight, bias, training, mom
     y = centered * xp.tile(scale, r)
     if bias is not None:
         y += xp.tile(bias, r)
-    cache = (centered, inv_std, weight, training, x.shape)
+    cache = BatchNormCache(centered, inv_std, weight, training, x.shape)
     return _from_rows(y.reshape(rows.shape), x.shape), cache
 
 
 def batch_norm_backward(dy, cache, need_dx=True, need_dweight=True, need_dbias=True):
     """Gradients ``(dx, dweight, dbias)`` of batch norm; None where not needed."""
-    centered, inv_std, weight, training, shape = cache
+    centered, inv_std, weight = cache.centered, cache.inv_std, cache.weight
     xp = array_module(centered)
     dy_rows = _to_rows(dy)
     m = dy_rows.shape[0]
@@ -125,9 +136,9 @@ def batch_norm_backward(dy, cache, need_dx=True, need_dweight=True, need_dbias=T
     if need_dx:
         scale = inv_std if weight is None else weight * inv_std
         dx_wide = dy_wide * xp.tile(scale, r)
-        if training:
+        if cache.training:
             # scale * (dy - dbias/M - x_hat * dweight/M), with x_hat = centered * inv_std
             dx_wide += centered * xp.tile(scale * inv_std * dweight * (-1.0 / m), r)
             dx_wide += xp.tile(scale * dbias * (-1.0 / m), r)
-        dx = _from_rows(dx_wide.reshape(dy_rows.shape), shape)
+        dx = _from_rows(dx_wide.reshape(dy_rows.shape), cache.x_shape)
     return dx, (dweight if need_dweight else None), (dbias if need_dbias else None)

@@ -20,9 +20,31 @@ for the others, so backward routes each ``dy`` to the argmax (the first one on t
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 from ..backend import array_module
-from .conv import _pair, pad_nhwc
+from .conv import pad_nhwc
+
+
+class PoolWindow(NamedTuple):
+    """Where a pooling window went: what a pooling backward needs (the average pool's cache)."""
+    x_shape: tuple                  # (N, C, H, W)
+    padded_shape: tuple             # (N, Hp, Wp, C): the padded channels-last input
+    channels_last: bool             # the memory layout of the input, for the gradient's
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+class MaxPool2dCache(NamedTuple):
+    """What :func:`max_pool2d_backward` needs: the window, and which offset won at each output."""
+    window: PoolWindow
+    argmax: Any                     # (N, Ho, Wo, C) small integers: the winning window offset
+
+
+class AdaptiveAvgPool2dCache(NamedTuple):
+    x_shape: tuple                  # (N, C, H, W)
+    output_size: tuple[int, int]
 
 
 def pool_output_size(size, kernel, stride, padding):
@@ -59,11 +81,11 @@ def _from_nhwc(dx_pad, ph, pw, h, w):
     return dx_pad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
 
 
-def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
+def max_pool2d_forward(x, kernel_size, stride, padding):
+    """Max pooling with ``kernel_size``, ``stride`` and ``padding`` pairs (height, width).
+    Returns ``(y, cache)``, ``cache`` a :class:`MaxPool2dCache`."""
     xp = array_module(x)
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride if stride is not None else kernel_size)
-    ph, pw = _pair(padding)
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = x.shape
     out_h, out_w = pool_output_size(h, kh, sh, ph), pool_output_size(w, kw, sw, pw)
     x_pad = _to_nhwc(x, ph, pw, -xp.inf)
@@ -76,27 +98,29 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
         better = win > y                    # strict: the first maximum keeps the gradient
         argmax = xp.where(better, argmax.dtype.type(k), argmax)
         xp.maximum(y, win, out=y)           # (maximum, not where: a NaN propagates, as in PyTorch)
-    cache = (argmax, x.shape, x_pad.shape, _is_channels_last(x_pad), (kh, kw), (sh, sw), (ph, pw))
-    return y.transpose(0, 3, 1, 2), cache
+    window = PoolWindow(x.shape, x_pad.shape, _is_channels_last(x_pad), (kh, kw), (sh, sw),
+                        (ph, pw))
+    return y.transpose(0, 3, 1, 2), MaxPool2dCache(window, argmax)
 
 
 def max_pool2d_backward(dy, cache):
     xp = array_module(dy)
-    argmax, x_shape, padded_shape, channels_last, (kh, kw), stride, (ph, pw) = cache
+    window, argmax = cache.window, cache.argmax
+    (kh, kw), (ph, pw) = window.kernel_size, window.padding
     out_h, out_w = dy.shape[2], dy.shape[3]
     dy_nhwc = dy.transpose(0, 2, 3, 1)
-    dx_pad = _zeros_nhwc(padded_shape, channels_last, dy.dtype, xp)
+    dx_pad = _zeros_nhwc(window.padded_shape, window.channels_last, dy.dtype, xp)
     zero = dy.dtype.type(0)
     for k in range(kh * kw):
-        win = _window(dx_pad, k // kw, k % kw, stride, out_h, out_w)
+        win = _window(dx_pad, k // kw, k % kw, window.stride, out_h, out_w)
         win += xp.where(argmax == k, dy_nhwc, zero)
-    return _from_nhwc(dx_pad, ph, pw, x_shape[2], x_shape[3])
+    return _from_nhwc(dx_pad, ph, pw, window.x_shape[2], window.x_shape[3])
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride if stride is not None else kernel_size)
-    ph, pw = _pair(padding)
+def avg_pool2d_forward(x, kernel_size, stride, padding):
+    """Average pooling with ``kernel_size``, ``stride`` and ``padding`` pairs (height, width).
+    Returns ``(y, cache)``, ``cache`` a :class:`PoolWindow`."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = x.shape
     out_h, out_w = pool_output_size(h, kh, sh, ph), pool_output_size(w, kw, sw, pw)
     x_pad = _to_nhwc(x, ph, pw, 0)
@@ -104,19 +128,21 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
     for k in range(1, kh * kw):
         y += _window(x_pad, k // kw, k % kw, (sh, sw), out_h, out_w)
     y *= 1.0 / (kh * kw)
-    return y.transpose(0, 3, 1, 2), (x.shape, x_pad.shape, _is_channels_last(x_pad), (kh, kw),
-                                     (sh, sw), (ph, pw))
+    window = PoolWindow(x.shape, x_pad.shape, _is_channels_last(x_pad), (kh, kw), (sh, sw),
+                        (ph, pw))
+    return y.transpose(0, 3, 1, 2), window
 
 
 def avg_pool2d_backward(dy, cache):
     xp = array_module(dy)
-    x_shape, padded_shape, channels_last, (kh, kw), stride, (ph, pw) = cache
+    window = cache                  # the average pool's cache is its window
+    (kh, kw), (ph, pw) = window.kernel_size, window.padding
     out_h, out_w = dy.shape[2], dy.shape[3]
     share = dy.transpose(0, 2, 3, 1) * (1.0 / (kh * kw))
-    dx_pad = _zeros_nhwc(padded_shape, channels_last, dy.dtype, xp)
+    dx_pad = _zeros_nhwc(window.padded_shape, window.channels_last, dy.dtype, xp)
     for k in range(kh * kw):
-        _window(dx_pad, k // kw, k % kw, stride, out_h, out_w)[...] += share
-    return _from_nhwc(dx_pad, ph, pw, x_shape[2], x_shape[3])
+        _window(dx_pad, k // kw, k % kw, window.stride, out_h, out_w)[...] += share
+    return _from_nhwc(dx_pad, ph, pw, window.x_shape[2], window.x_shape[3])
 
 
 def _adaptive_bounds(size, out):
@@ -124,21 +150,24 @@ def _adaptive_bounds(size, out):
 
 
 def adaptive_avg_pool2d_forward(x, output_size):
+    """Adaptive average pooling to an ``output_size`` pair (height, width).
+    Returns ``(y, cache)``, ``cache`` an :class:`AdaptiveAvgPool2dCache`."""
     xp = array_module(x)
-    oh, ow = _pair(output_size)
+    oh, ow = output_size
     n, c, h, w = x.shape
+    cache = AdaptiveAvgPool2dCache(x.shape, (oh, ow))
     if oh == 1 and ow == 1:                     # global average pooling, the ResNet head
-        return x.mean(axis=(2, 3), keepdims=True), (x.shape, 1, 1)
+        return x.mean(axis=(2, 3), keepdims=True), cache
     y = xp.empty((n, c, oh, ow), dtype=x.dtype)
     for i, (h0, h1) in enumerate(_adaptive_bounds(h, oh)):
         for j, (w0, w1) in enumerate(_adaptive_bounds(w, ow)):
             y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
-    return y, (x.shape, oh, ow)
+    return y, cache
 
 
 def adaptive_avg_pool2d_backward(dy, cache):
     xp = array_module(dy)
-    x_shape, oh, ow = cache
+    x_shape, (oh, ow) = cache.x_shape, cache.output_size
     n, c, h, w = x_shape
     if oh == 1 and ow == 1:
         return xp.broadcast_to(dy * (1.0 / (h * w)), x_shape)

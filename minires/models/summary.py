@@ -29,6 +29,7 @@ import numpy
 from .. import nn
 from ..autograd import Tensor, float32, no_grad
 from ..creation import zeros
+from ..ops.arguments import pair
 
 
 @dataclass
@@ -41,10 +42,6 @@ class LayerRow:
     trainable_params: int
     macs: int
     flops: int
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 def _cost(module, inputs, output) -> tuple[int, int]:
@@ -64,7 +61,7 @@ def _cost(module, inputs, output) -> tuple[int, int]:
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return 0, 4 * out_elems
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        kh, kw = _pair(module.kernel_size)
+        kh, kw = pair(module.kernel_size, "kernel_size", type(module).__name__)
         return 0, kh * kw * out_elems
     if isinstance(module, nn.AdaptiveAvgPool2d):
         x = inputs[0] if inputs else None

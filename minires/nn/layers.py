@@ -14,13 +14,10 @@ import numpy
 
 from .. import creation
 from ..autograd import Tensor
+from ..ops.arguments import pair, pool_stride
 from . import functional as F
 from . import init
 from .module import Module, Parameter
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 def _param(shape, dtype, device):
@@ -55,8 +52,10 @@ class Conv2d(_HeInitialised):
         if groups != 1:
             raise NotImplementedError("Conv2d: only groups=1 is implemented")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.padding = pair(padding, "padding", "Conv2d")
+        self.dilation = pair(dilation, "dilation", "Conv2d")
         self._create_parameters((out_channels, in_channels, *self.kernel_size), bias, dtype,
                                 device)
 
@@ -177,7 +176,8 @@ class _Pool2d(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, " \
+        return f"kernel_size={self.kernel_size}, " \
+               f"stride={pool_stride(self.kernel_size, self.stride)}, " \
                f"padding={self.padding}"
 
 

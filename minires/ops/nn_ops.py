@@ -11,17 +11,8 @@ from ..kernels import conv as conv_kernel
 from ..kernels import loss as loss_kernel
 from ..kernels import norm as norm_kernel
 from ..kernels import pool as pool_kernel
+from .arguments import pair, pool_stride
 from .linalg import _check_dtypes
-
-
-def _pair(v, name, op):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair, got {v!r}")
-        a, b = int(v[0]), int(v[1])
-    else:
-        a = b = int(v)
-    return a, b
 
 
 def _check_input(op, x, ndim=4, what="(N, C, H, W)"):
@@ -37,14 +28,13 @@ def _check_input(op, x, ndim=4, what="(N, C, H, W)"):
 # --- conv2d ---
 
 class Conv2d(Function):
-    def forward(self, x, w, b, stride, padding, dilation):
+    def forward(self, x, w, b, *, stride, padding, dilation):
         y, self.cache = conv_kernel.conv2d_forward(x, w, b, stride, padding, dilation)
         return y
 
     def backward(self, g):
         need = self.needs_input_grad
-        dx, dw, db = conv_kernel.conv2d_backward(g, self.cache, need[0], need[1], need[2])
-        return dx, dw, db, None, None, None
+        return conv_kernel.conv2d_backward(g, self.cache, need[0], need[1], need[2])
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
@@ -63,8 +53,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"{op}: bias shape {bias.shape} != ({weight.shape[0]},)")
     _check_dtypes(op, input, weight, bias)
-    s, p, d = (_pair(stride, "stride", op), _pair(padding, "padding", op),
-               _pair(dilation, "dilation", op))
+    s, p, d = (pair(stride, "stride", op), pair(padding, "padding", op),
+               pair(dilation, "dilation", op))
     if min(s) < 1 or min(d) < 1 or min(p) < 0:
         raise ValueError(f"{op}: stride and dilation must be >= 1 and padding >= 0, got "
                          f"stride={stride}, padding={padding}, dilation={dilation}")
@@ -76,21 +66,20 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
                 f"{op}: the kernel ({kh}x{kw}, dilation {d}) is larger than the padded input "
                 f"{axis} ({size} + 2*{pad}) for input {input.shape}; use a smaller kernel or more "
                 f"padding")
-    return Conv2d.apply(input, weight, bias, s, p, d)
+    return Conv2d.apply(input, weight, bias, stride=s, padding=p, dilation=d)
 
 
 # --- batch norm ---
 
 class BatchNorm(Function):
-    def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps):
         y, self.cache = norm_kernel.batch_norm_forward(x, running_mean, running_var, weight, bias,
                                                        training, momentum, eps)
         return y
 
     def backward(self, g):
         need = self.needs_input_grad
-        dx, dw, db = norm_kernel.batch_norm_backward(g, self.cache, need[0], need[1], need[2])
-        return dx, dw, db, None, None, None, None, None
+        return norm_kernel.batch_norm_backward(g, self.cache, need[0], need[1], need[2])
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
@@ -121,44 +110,44 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                              f"input shape {input.shape}")
     rm = running_mean.array if running_mean is not None else None
     rv = running_var.array if running_var is not None else None
-    return BatchNorm.apply(input, weight, bias, rm, rv, bool(training), float(momentum),
-                           float(eps))
+    return BatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv,
+                           training=bool(training), momentum=float(momentum), eps=float(eps))
 
 
 # --- pooling ---
 
 class MaxPool2d(Function):
-    def forward(self, x, kernel_size, stride, padding):
+    def forward(self, x, *, kernel_size, stride, padding):
         y, self.cache = pool_kernel.max_pool2d_forward(x, kernel_size, stride, padding)
         return y
 
     def backward(self, g):
-        return pool_kernel.max_pool2d_backward(g, self.cache), None, None, None
+        return pool_kernel.max_pool2d_backward(g, self.cache)
 
 
 class AvgPool2d(Function):
-    def forward(self, x, kernel_size, stride, padding):
+    def forward(self, x, *, kernel_size, stride, padding):
         y, self.cache = pool_kernel.avg_pool2d_forward(x, kernel_size, stride, padding)
         return y
 
     def backward(self, g):
-        return pool_kernel.avg_pool2d_backward(g, self.cache), None, None, None
+        return pool_kernel.avg_pool2d_backward(g, self.cache)
 
 
 class AdaptiveAvgPool2d(Function):
-    def forward(self, x, output_size):
+    def forward(self, x, *, output_size):
         y, self.cache = pool_kernel.adaptive_avg_pool2d_forward(x, output_size)
         return y
 
     def backward(self, g):
-        return pool_kernel.adaptive_avg_pool2d_backward(g, self.cache), None
+        return pool_kernel.adaptive_avg_pool2d_backward(g, self.cache)
 
 
 def _pool_args(op, input, kernel_size, stride, padding):
     _check_input(op, input)
-    k = _pair(kernel_size, "kernel_size", op)
-    s = _pair(stride if stride is not None else kernel_size, "stride", op)
-    p = _pair(padding, "padding", op)
+    k = pair(kernel_size, "kernel_size", op)
+    s = pair(pool_stride(kernel_size, stride), "stride", op)
+    p = pair(padding, "padding", op)
     if min(k) < 1 or min(s) < 1 or min(p) < 0:
         raise ValueError(f"{op}: kernel_size and stride must be >= 1, padding >= 0")
     if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
@@ -172,26 +161,26 @@ def _pool_args(op, input, kernel_size, stride, padding):
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     k, s, p = _pool_args("max_pool2d", input, kernel_size, stride, padding)
-    return MaxPool2d.apply(input, k, s, p)
+    return MaxPool2d.apply(input, kernel_size=k, stride=s, padding=p)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     k, s, p = _pool_args("avg_pool2d", input, kernel_size, stride, padding)
-    return AvgPool2d.apply(input, k, s, p)
+    return AvgPool2d.apply(input, kernel_size=k, stride=s, padding=p)
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     _check_input("adaptive_avg_pool2d", input)
-    o = _pair(output_size, "output_size", "adaptive_avg_pool2d")
+    o = pair(output_size, "output_size", "adaptive_avg_pool2d")
     if min(o) < 1:
         raise ValueError(f"adaptive_avg_pool2d: output_size must be >= 1, got {output_size}")
-    return AdaptiveAvgPool2d.apply(input, o)
+    return AdaptiveAvgPool2d.apply(input, output_size=o)
 
 
 # --- losses ---
 
 class LogSoftmax(Function):
-    def forward(self, x, axis):
+    def forward(self, x, *, axis):
         y = loss_kernel.log_softmax(x, axis)
         self.save_for_backward(y)
         self.axis = axis
@@ -201,11 +190,11 @@ class LogSoftmax(Function):
         xp = backend.array_module(g)
         (y,) = self.saved_tensors
         # d log_softmax: g - softmax * sum(g)
-        return g - xp.exp(y) * g.sum(axis=self.axis, keepdims=True), None
+        return g - xp.exp(y) * g.sum(axis=self.axis, keepdims=True)
 
 
 def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
-    return LogSoftmax.apply(input, dim % input.ndim)
+    return LogSoftmax.apply(input, axis=dim % input.ndim)
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:
@@ -214,12 +203,12 @@ def softmax(input: Tensor, dim: int = -1) -> Tensor:
 
 
 class CrossEntropy(Function):
-    def forward(self, logits, target, reduction):
+    def forward(self, logits, target, *, reduction):
         loss, self.cache = loss_kernel.cross_entropy_forward(logits, target, reduction)
         return loss
 
     def backward(self, g):
-        return loss_kernel.cross_entropy_backward(g, self.cache), None, None
+        return loss_kernel.cross_entropy_backward(g, self.cache), None   # no gradient for target
 
 
 def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -252,7 +241,7 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
         if lo < 0 or hi >= input.shape[1]:
             raise ValueError(f"{op}: target values must be in [0, {input.shape[1] - 1}] for "
                              f"{input.shape[1]} classes, got values from {lo} to {hi}")
-    return CrossEntropy.apply(input, target, reduction)
+    return CrossEntropy.apply(input, target, reduction=reduction)
 
 
 def nll_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -275,12 +264,12 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 class Dropout(Function):
-    def forward(self, x, mask, scale):
+    def forward(self, x, *, mask, scale):
         self.mask = mask * scale
         return x * self.mask
 
     def backward(self, g):
-        return g * self.mask, None, None
+        return g * self.mask
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -291,4 +280,4 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     from ..random import host_generator
     mask = host_generator().random(input.shape) >= p
     mask = backend.to_device(mask.astype(input.dtype), input.device)
-    return Dropout.apply(input, mask, input.xp.asarray(1.0 / (1 - p), dtype=input.dtype))
+    return Dropout.apply(input, mask=mask, scale=input.xp.asarray(1.0 / (1 - p), dtype=input.dtype))
