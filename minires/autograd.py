@@ -529,6 +529,17 @@ def grad(outputs: Tensor, inputs: Sequence[Tensor], grad_outputs=None,
                  for t in inputs)
 
 
+def zero_grads(tensors: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Forget the accumulated gradients of ``tensors`` (``Module.zero_grad`` and
+    ``Optimizer.zero_grad``): drop them (``None``, the default, as in PyTorch) or set them to
+    zeros."""
+    for t in tensors:
+        if set_to_none:
+            t.grad = None
+        elif t.grad is not None:
+            t.grad = Tensor._wrap(t.grad.xp.zeros_like(t.grad.array))
+
+
 def iter_tensors(obj) -> Iterable[Tensor]:
     if isinstance(obj, Tensor):
         yield obj

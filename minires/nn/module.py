@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import numpy
 
 from .. import backend
-from ..autograd import Tensor, _parse_to_args, no_grad
+from ..autograd import Tensor, _parse_to_args, no_grad, zero_grads
 
 
 class Parameter(Tensor):
@@ -215,11 +215,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad = Tensor._wrap(p.grad.xp.zeros_like(p.grad.array))
+        zero_grads(self.parameters(), set_to_none)
 
     # --- devices and dtypes ---
     def to(self, *args, **kwargs) -> "Module":

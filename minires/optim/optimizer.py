@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy
 
 from .. import backend
-from ..autograd import Tensor
+from ..autograd import Tensor, zero_grads
 
 
 class Optimizer:
@@ -40,12 +40,7 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    p.grad = Tensor._wrap(p.grad.xp.zeros_like(p.grad.array))
+        zero_grads(self._params(), set_to_none)
 
     def step(self):  # pragma: no cover - abstract
         raise NotImplementedError
