@@ -3,9 +3,8 @@
 A training step allocates and frees the same large host arrays (activations, im2col patches)
 every iteration. With glibc's defaults, arrays above a threshold are mmap-ed and unmapped each
 time, and a large free block at the top of the heap is handed back to the operating system, so
-every step pays page faults to zero fresh memory again (about a quarter of a ResNet-20 step on a
-2-core CPU: see ``docs/benchmarks.md``). :func:`tune_host_allocator` keeps that memory for reuse,
-as PyTorch's caching allocator does.
+every step pays page faults to zero fresh memory again (measured in ``docs/benchmarks.md``).
+:func:`tune_host_allocator` keeps that memory for reuse, as PyTorch's caching allocator does.
 
 It changes a setting of the whole process (a notebook that also runs PyTorch inherits it), which
 is why ``import minires`` never makes it: the ``minires`` command and :func:`minires.train.fit`

@@ -21,8 +21,8 @@ gradient, and the shapes still agree: ``col2im`` writes into a zero array of the
 **Layout.** Inside the kernel, images are channels-last (N, H, W, C): each kernel offset then copies
 contiguous runs of C values, and the GEMM output (N*Ho*Wo, F) *is* the NHWC result. The output is
 returned as an (N, F, Ho, Wo) *view* of that memory, so the API stays NCHW while the next
-convolution's ``transpose(0, 2, 3, 1)`` costs nothing. On a 2-core CPU this layout made the NumPy
-convolution about twice as fast as the textbook NCHW im2col.
+convolution's ``transpose(0, 2, 3, 1)`` costs nothing. On NumPy this layout is faster than the
+textbook NCHW im2col (measurements in ``docs/benchmarks.md``).
 
 Every function takes its array module ``xp`` from its inputs, so the same code runs on NumPy and
 CuPy. im2col and col2im are a loop over the kh*kw kernel offsets, each a strided slice copy (or
@@ -70,8 +70,8 @@ def im2col(x_pad, kh, kw, stride, dilation, out_h, out_w):
 
     The patches are first a strided *view* of the padded image (no copy: element
     ``[n, i, j, a, b, c]`` sits at ``x_pad[n, i*sh + a*dh, j*sw + b*dw, c]``), then copied once
-    into contiguous memory, which is what the matrix product needs. One copy with long contiguous
-    runs is about three times faster than kh*kw slice copies with runs of only C values.
+    into contiguous memory, which is what the matrix product needs: one copy with long contiguous
+    runs, faster than kh*kw slice copies with runs of only C values (``docs/benchmarks.md``).
     """
     xp = array_module(x_pad)
     n, _, _, c = x_pad.shape
@@ -142,9 +142,9 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
 
     For stride 1, ``dx`` is itself a convolution: of ``dy``, padded by ``d(k-1) - p``, with the
     kernel flipped in space and its in/out channels swapped (each input pixel collects
-    ``w[f, c, i, j] * dy`` from every output it fed). That is one more im2col + GEMM, which
-    measured faster here than ``dY W^T`` followed by the col2im scatter. Strided convolutions
-    use col2im.
+    ``w[f, c, i, j] * dy`` from every output it fed). That is one more im2col + GEMM, faster
+    than ``dY W^T`` followed by the col2im scatter (``docs/benchmarks.md``). Strided
+    convolutions use col2im.
     """
     xp = array_module(dy)
     x_col, w, stride, dilation = cache.x_col, cache.w, cache.stride, cache.dilation

@@ -26,8 +26,7 @@ axis 0 vectorise across channels, and the result keeps the input's memory layout
 
 **Wide rows.** A per-channel vector broadcast against (M, C) rows makes NumPy's inner loop only C
 long (16 in a CIFAR ResNet's first stage), and the loop overhead then costs more than the
-arithmetic: measured, ``rows - mean`` took 2.4 times as long as the same subtraction with a
-long inner loop. So the elementwise passes see the same memory as (M/R, R*C) "wide rows", R
+arithmetic (measurements in ``docs/benchmarks.md``). So the elementwise passes see the same memory as (M/R, R*C) "wide rows", R
 consecutive pixels per row, with every per-channel vector tiled R times (:func:`widen`); a sum
 over wide rows folds back to channels with ``.reshape(R, C).sum(0)``.
 """
@@ -83,7 +82,7 @@ def fold(wide_vector, r):
 
 def column_sums(rows):
     """Per-channel sums of an (M, C) array as one matrix-vector product ``1^T rows``: BLAS reads
-    the array once, about eight times faster than ``rows.sum(axis=0)`` on a 2-core CPU."""
+    the array once, faster than ``rows.sum(axis=0)`` (see ``docs/benchmarks.md``)."""
     xp = array_module(rows)
     return xp.ones(rows.shape[0], dtype=rows.dtype) @ rows
 

@@ -82,11 +82,9 @@ class Linear(_HeInitialised):
         self._create_parameters((out_features, in_features), bias, dtype, device)
 
     def reset_parameters(self):
-        # Not He: no ReLU follows a classifier, and ReLU's gain of 2 doubled the variance of the
-        # logits. In a deep ResNet the features reaching the fc layer are already large (every
-        # block adds to them): with He init ResNet-56 started at a loss of 7.6, not ln 10 = 2.3,
-        # and spent its first hundred steps recovering. So PyTorch's default for the weight,
-        # uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with a=sqrt(5)), and a zero bias.
+        # Not He: no ReLU follows a classifier, and ReLU's gain of 2 inflates the first logits of
+        # a deep ResNet (docs/benchmarks.md). PyTorch's default weight, uniform in
+        # +-1/sqrt(fan_in) (kaiming_uniform_ with a=sqrt(5)), and a zero bias.
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             init.zeros_(self.bias)
