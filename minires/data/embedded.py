@@ -47,6 +47,9 @@ CLASSES = ("disc", "square", "triangle", "cross", "ring",
 _NUM_SHAPES = 5
 _CHUNK = 1024          # images rendered at once (fixed: the noise stream depends on it)
 _NUM_BLOBS = 3
+# The dataset's streams come from [seed, salt], apart from a DataLoader's shuffling ([seed, epoch])
+# with the same seed. Arbitrary, fixed for good: changing it changes every dataset of a seed.
+_DATASET_SALT = 0x5EA9E5
 
 
 class ShapesDataset(TensorDataset):
@@ -252,7 +255,7 @@ def make_shapes_dataset(num_train: int = 50000, num_test: int = 10000, image_siz
         raise ValueError("num_train and num_test must be >= 0")
     if isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    train_seq, test_seq = numpy.random.SeedSequence([int(seed), 0x5EA9E5]).spawn(2)
+    train_seq, test_seq = numpy.random.SeedSequence([int(seed), _DATASET_SALT]).spawn(2)
     classes = CLASSES[:int(num_classes)]
     out = []
     for split, n, seq in (("train", int(num_train), train_seq), ("test", int(num_test), test_seq)):

@@ -19,6 +19,13 @@ import numpy
 from .. import backend
 from ..autograd import Tensor, as_dtype, float32
 
+# Every random stream of the pipeline is seeded from the user's seed: shuffling with
+# [seed, epoch]. A salt of its own keeps each other stream apart from those: NumPy's SeedSequence
+# ignores trailing zeros, so the split drawn from [seed] alone would be epoch 0's shuffle order.
+# Arbitrary values, fixed for good: changing one changes every split or augmentation of a seed.
+_SPLIT_SALT = 0x5B117            # train_val_split
+_AUGMENTATION_SALT = 0xA06       # the generator handed to a transform, per (epoch, batch)
+
 __all__ = ["TensorDataset", "Subset", "DataLoader", "train_val_split", "get_batch"]
 
 
@@ -140,7 +147,7 @@ def train_val_split(dataset, val_fraction: float = 0.1, seed: int = 0) -> tuple[
     if not 0 < n_val < n:
         raise ValueError(f"train_val_split: {n_val} validation samples out of {n} leaves an "
                          "empty split")
-    order = numpy.random.default_rng([int(seed), 0x5B117]).permutation(n)
+    order = numpy.random.default_rng([int(seed), _SPLIT_SALT]).permutation(n)
     return Subset(dataset, numpy.sort(order[n_val:])), Subset(dataset, numpy.sort(order[:n_val]))
 
 
@@ -249,7 +256,7 @@ class DataLoader:
 
     def batch_generator(self, epoch: int, batch: int) -> numpy.random.Generator:
         """The generator handed to ``transform`` for batch ``batch`` of epoch ``epoch``."""
-        return numpy.random.default_rng([self.seed, int(epoch), int(batch), 0xA06])
+        return numpy.random.default_rng([self.seed, int(epoch), int(batch), _AUGMENTATION_SALT])
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         epoch, start = self._next_epoch, self._resume_batch

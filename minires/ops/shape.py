@@ -213,7 +213,9 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 # --- the paper's option-A shortcut ---
 
-class ZeroPadShortcut(Function):
+class SubsampleZeroPad(Function):
+    """The graph node of :func:`zero_pad_shortcut` (its module is ``models.ZeroPadShortcut``)."""
+
     def forward(self, x, out_channels, stride):
         xp = array_module(x)
         n, c, h, w = x.shape
@@ -240,4 +242,4 @@ def zero_pad_shortcut(x: Tensor, out_channels: int, stride: int = 1) -> Tensor:
     if out_channels < x.shape[1]:
         raise ValueError(f"zero_pad_shortcut: out_channels={out_channels} is smaller than the "
                          f"input's {x.shape[1]} channels; option A only adds channels")
-    return ZeroPadShortcut.apply(x, int(out_channels), int(stride))
+    return SubsampleZeroPad.apply(x, int(out_channels), int(stride))
