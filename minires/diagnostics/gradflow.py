@@ -33,18 +33,7 @@ from .. import backend, nn
 from ..autograd import Tensor
 from ..nn import functional as F
 from ..ops import identity
-
-
-def _norm(array) -> float:
-    """The L2 norm of a device array, as a host float (the one sanctioned transfer)."""
-    xp = backend.array_module(array)
-    flat = array.reshape(-1).astype(xp.float64)
-    return float(backend.to_host(xp.sqrt(flat @ flat)))
-
-
-def _std(array) -> float:
-    xp = backend.array_module(array)
-    return float(backend.to_host(array.astype(xp.float64).std()))
+from .norms import array_norm, array_std
 
 
 @dataclass
@@ -147,7 +136,7 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
         def pre_hook(module, inputs, rec=rec):
             x = inputs[0]
             rec["in"] = x
-            x.register_hook(lambda g, rec=rec: rec.__setitem__("in_grad", _norm(g.array)))
+            x.register_hook(lambda g, rec=rec: rec.__setitem__("in_grad", array_norm(g.array)))
             return inputs
 
         def branch_pre(module, inputs, rec=rec):
@@ -161,10 +150,11 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
             return (alias,)
 
         def branch_out(module, inputs, output, rec=rec):
-            rec["response_std"] = _std(output.array)
+            rec["response_std"] = array_std(output.array)
 
         def out_hook(module, inputs, output, rec=rec):
-            output.register_hook(lambda g, rec=rec: rec.__setitem__("out_grad", _norm(g.array)))
+            output.register_hook(
+                lambda g, rec=rec: rec.__setitem__("out_grad", array_norm(g.array)))
 
         handles.append(block.register_forward_pre_hook(pre_hook))
         handles.append(block.register_forward_hook(out_hook))
@@ -181,7 +171,7 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
             bn_index += 1
 
             def bn_hook(module, inputs, output, mname=mname, depth=bn_index):
-                responses.append(LayerResponse(mname, depth, _std(output.array)))
+                responses.append(LayerResponse(mname, depth, array_std(output.array)))
             handles.append(m.register_forward_hook(bn_hook))
 
     try:
@@ -190,8 +180,8 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
             images.dtype.kind == "f")
         loss = loss_fn(model(x), labels)
         loss.backward()
-        params = [ParamFlow(pname, i + 1, _norm(w.grad.array) if w.grad is not None else 0.0,
-                            _norm(w.array), tuple(w.shape))
+        params = [ParamFlow(pname, i + 1, array_norm(w.grad.array) if w.grad is not None else 0.0,
+                            array_norm(w.array), tuple(w.shape))
                   for i, (pname, w) in enumerate(weight_layers(model))]
         blocks = []
         for depth, (bname, block) in enumerate(_blocks(model), start=1):
@@ -201,8 +191,8 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
             blocks.append(BlockFlow(
                 name=bname, depth=depth, out_grad_norm=rec.get("out_grad", 0.0),
                 in_grad_norm=rec.get("in_grad", 0.0),
-                branch_grad_norm=_norm(branch) if branch is not None else 0.0,
-                shortcut_grad_norm=_norm(shortcut) if shortcut is not None else None,
+                branch_grad_norm=array_norm(branch) if branch is not None else 0.0,
+                shortcut_grad_norm=array_norm(shortcut) if shortcut is not None else None,
                 response_std=rec.get("response_std")))
         result = GradientFlow(model=name or getattr(model, "name", type(model).__name__),
                               loss=float(loss.item()), params=params, blocks=blocks,

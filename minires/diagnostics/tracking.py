@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy
 
-from .gradflow import _norm, weight_layers
+from .gradflow import weight_layers
+from .norms import array_norm
 
 
 class GradientTracker:
@@ -36,9 +37,9 @@ class GradientTracker:
         layers = weight_layers(model)
         self.names = [n for n, _ in layers]
         self.steps.append(step)
-        self.grad_norms.append([_norm(w.grad.array) if w.grad is not None else 0.0
+        self.grad_norms.append([array_norm(w.grad.array) if w.grad is not None else 0.0
                                 for _, w in layers])
-        self.weight_norms.append([_norm(w.array) for _, w in layers])
+        self.weight_norms.append([array_norm(w.array) for _, w in layers])
         self._before = [w.array.copy() for _, w in layers]
 
     def on_after_step(self, step: int, model) -> None:
@@ -46,7 +47,7 @@ class GradientTracker:
             return
         layers = weight_layers(model)
         self.update_ratios.append([
-            _norm(w.array - before) / max(norm, 1e-30)
+            array_norm(w.array - before) / max(norm, 1e-30)
             for (_, w), before, norm in zip(layers, self._before, self.weight_norms[-1])])
         self._before = None
 

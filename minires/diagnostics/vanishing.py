@@ -14,7 +14,7 @@ import math
 from .. import backend, creation, nn
 from ..nn import functional as F
 from ..random import manual_seed
-from .gradflow import _norm
+from .norms import array_norm
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 INITS = ("naive", "xavier", "he")
@@ -59,7 +59,7 @@ def vanishing_gradients(depth: int = 20, width: int = 64, activation: str = "sig
     x = creation.randn(batch_size, 32, device=device)
     y = creation.randint(0, 10, (batch_size,), device=device)
     F.cross_entropy(model(x), y).backward()
-    return [_norm(m.weight.grad.array) for m in model if isinstance(m, nn.Linear)]
+    return [array_norm(m.weight.grad.array) for m in model if isinstance(m, nn.Linear)]
 
 
 def decay_per_layer(norms: list[float]) -> float:
