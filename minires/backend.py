@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy
 
-from .strict_device import StrictArray, StrictTransferError, strict_numpy  # noqa: F401 (re-exported)
 from .strict_device import copy_from_host, copy_to_host
+from .strict_device import StrictArray, StrictTransferError, strict_numpy  # noqa: F401 (public)
 
 __all__ = [
     "Device", "device_of_array", "array_module", "get_array_module", "to_device", "to_host", "normalize_device",

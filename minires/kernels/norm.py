@@ -26,9 +26,10 @@ axis 0 vectorise across channels, and the result keeps the input's memory layout
 
 **Wide rows.** A per-channel vector broadcast against (M, C) rows makes NumPy's inner loop only C
 long (16 in a CIFAR ResNet's first stage), and the loop overhead then costs more than the
-arithmetic (measurements in ``docs/benchmarks.md``). So the elementwise passes see the same memory as (M/R, R*C) "wide rows", R
-consecutive pixels per row, with every per-channel vector tiled R times (:func:`widen`); a sum
-over wide rows folds back to channels with ``.reshape(R, C).sum(0)``.
+arithmetic (measurements in ``docs/benchmarks.md``). So the elementwise passes see the same
+memory as (M/R, R*C) "wide rows", R consecutive pixels per row, with every per-channel vector
+tiled R times (:func:`widen`); a sum over wide rows folds back to channels with
+``.reshape(R, C).sum(0)``.
 """
 from __future__ import annotations
 
