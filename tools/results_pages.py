@@ -142,9 +142,9 @@ def block_responses(_results=None) -> str:
                      f"{s['max']:.3f} |")
     text = "\n".join(lines) + "\n\n"
     run = data["settings"]["degradation_run"]
-    text += (f"(Trained by the quick degradation run, seed {run['seed']}: {run['image_size']}x"
+    text += _wrap(f"(Trained by the quick degradation run, seed {run['seed']}: {run['image_size']}x"
              f"{run['image_size']} images, width {run['width']}, {run['steps']} steps; measured in "
-             f"eval mode on its {data['settings']['images']} held-out test images.)\n\n")
+             f"eval mode on its {data['settings']['images']} held-out test images.)") + "\n"
     for depth, t in comp["twins"].items():
         holds = "holds" if t["resnet_smaller"] else "does **not** hold"
         text += (f"- Depth {depth}: the ResNet's response std is below the plain net's in "
@@ -152,6 +152,13 @@ def block_responses(_results=None) -> str:
                  f" vs {t['plain_mean']:.3f}, median {t['resnet_median']:.3f} vs "
                  f"{t['plain_median']:.3f}): \"ResNets have generally smaller responses than "
                  f"their plain counterparts\" {holds} here.\n")
+    missing = [f"{kind}{d}" for d in run["depths"] for kind in ("plain", "resnet")
+               if f"{kind}{d}" not in data["models"]]
+    if missing:
+        text += ("- Not measured: " + ", ".join(missing) + " (their weights were not among the "
+                 "run's saved models when this was committed)" +
+                 (", so the paper's second claim, about the deeper ResNet, is not tested here."
+                  if not comp["deeper_resnet"] else ".") + "\n")
     for pair, c in comp["deeper_resnet"].items():
         holds = "holds" if c["deeper_smaller"] else "does **not** hold"
         deep, shallow = pair.split("_vs_")
