@@ -8,6 +8,10 @@ Build (offline, strict), from the project root::
 Notebooks are never executed by Sphinx (``nb_execution_mode = "off"``): the docs render the copies
 that ``tools/run_notebooks.py`` executed once. Without them the notebooks page says how to make
 them and the build still passes.
+
+No page loads anything from the network: MathJax comes with the docs (the
+``sphinx-mathjax-offline`` package of the dev extra), and ``tools/check_docs_offline.py`` (run by
+CI after the build) fails on any script or stylesheet with a remote address.
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",      # MathJax is loaded by the reader's browser; the build needs no network
+    "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # ships MathJax 3 in _static/mathjax: formulas render offline
     "myst_nb",                 # Markdown (MyST) pages and the executed notebooks
 ]
 

@@ -2,6 +2,7 @@
 
     minires degradation [--quick | --full] [--depths 20 56] [--steps N] ...
     minires gradflow --model plain56 --compare resnet56 [--after-steps K] ...
+    minires responses --from DIR [--models plain20 resnet20 ...]
     minires train --model resnet20 [--dataset embedded|cifar10] [--epochs N] ...
 
 Bad arguments give a one-line error and exit status 2; an unavailable device or unreadable data
@@ -122,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="minires-out/gradflow")
     g.add_argument("--no-progress", action="store_true")
 
+    r = sub.add_parser("responses", help="std of each 3x3 layer's response of the nets a "
+                       "degradation run trained (paper Figure 7)")
+    r.add_argument("--from", dest="source", required=True,
+                   help="the --out folder of a finished `minires degradation` run")
+    r.add_argument("--models", nargs="+", help="which of its models (default: all it saved)")
+    r.add_argument("--device", default=None)
+    r.add_argument("--out", help="where to write (default: FROM/responses)")
+
     t = sub.add_parser("train", help="train one model")
     t.add_argument("--model", default="resnet20")
     t.add_argument("--dataset", choices=("embedded", "cifar10"), default="embedded")
@@ -191,6 +200,23 @@ def cmd_gradflow(args) -> int:
     return 0
 
 
+def cmd_responses(args) -> int:
+    from .experiments import run_responses
+    device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    out = _writable_dir(args.out or os.path.join(args.source, "responses"))
+    results = run_responses(args.source, [_model_name(n) for n in args.models or []], out=out,
+                            device=device)
+    for depth, twin in results["comparison"]["twins"].items():
+        print(f"depth {depth}: ResNet response std below the plain net's in "
+              f"{twin['layers_resnet_smaller']} of {twin['layers']} layers (mean "
+              f"{twin['resnet_mean']:.3f} vs {twin['plain_mean']:.3f})")
+    for pair, c in results["comparison"]["deeper_resnet"].items():
+        print(f"{pair}: mean std {c['deeper_mean']:.3f} vs {c['shallower_mean']:.3f}, median "
+              f"{c['deeper_median']:.3f} vs {c['shallower_median']:.3f}")
+    print(f"wrote {os.path.join(out, 'responses.json')} and response_std.png to {out}/")
+    return 0
+
+
 def cmd_train(args) -> int:
     from . import models
     from .data.transforms import Compose, RandomCrop, RandomHorizontalFlip
@@ -238,7 +264,7 @@ def main(argv=None) -> int:
         return 2
     tune_host_allocator()   # recycle host memory between training steps (minires.host_allocator)
     handler = {"degradation": cmd_degradation, "gradflow": cmd_gradflow,
-               "train": cmd_train}[args.command]
+               "responses": cmd_responses, "train": cmd_train}[args.command]
     try:
         return handler(args)
     except CLIError as exc:

@@ -1,4 +1,4 @@
-"""Making tensors: ``tensor``, ``zeros``, ``ones``, ``randn`` ... with DESIGN's dtype rules.
+"""Making tensors: ``tensor``, ``zeros``, ``ones``, ``randn`` ... with PyTorch's dtype rules.
 
 ``tensor(data)``: a NumPy array keeps its dtype; Python floats become float32 and Python ints
 int64 (as in PyTorch). Factories default to float32 and to the default device (``MINIRES_DEVICE``,

@@ -4,6 +4,7 @@
   recipe; deeper *plain* nets end with a higher **training** error (the degradation problem),
   deeper ResNets do not (the paper's Figure 6 and Table 2/6).
 * :func:`run_gradflow`: gradient flow at initialisation (or after K steps) for several models.
+* :func:`run_responses`: the paper's Figure 7 on the nets a degradation run trained.
 
 Both write ``results.json`` / ``gradflow.json`` (schemas in the docs) and PNG figures to ``out``.
 """
@@ -130,7 +131,7 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
             save(model.state_dict(), trained_model_path(out, model.name))
             results = {"settings": _degradation_settings(config), "runs": runs}
             _write_json(results, os.path.join(out, "results.json"))
-    plots.save_figure(plots.training_curves_figure(runs, "train_error"),
+    plots.save_figure(plots.training_curves_figure(runs),
                       os.path.join(out, "training_error.png"))
     plots.save_figure(plots.training_curves_figure(runs, "test_error",
                                                    title="Test error"),
@@ -195,6 +196,13 @@ def degradation_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# gradflow measures in training mode: batch norm normalises each batch, so the response stds
+# are |gamma|, all 1 at initialisation; the paper's Figure 7 is `run_responses`, on trained nets
+GRADFLOW_RESPONSES_TITLE = ("Layer response std in training mode: batch norm makes every std 1 "
+                            "here at initialisation\n(not the paper's Figure 7, which needs "
+                            "trained nets in eval mode: `minires responses`)")
+
+
 def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, device: str = "cpu",
                  seed: int = 0, after_steps: int = 0, out: str = "minires-out/gradflow",
                  dataset: str = "embedded", width: int = 16, progress: bool = True,
@@ -238,7 +246,8 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
         if any(b.shortcut_grad_norm is not None for b in flow.blocks):
             plots.save_figure(plots.shortcut_branch_figure(flow),
                               os.path.join(out, f"shortcut_vs_branch_{flow.model}.png"))
-    plots.save_figure(plots.response_std_figure(flows), os.path.join(out, "response_std.png"))
+    plots.save_figure(plots.response_std_figure(flows, title=GRADFLOW_RESPONSES_TITLE),
+                      os.path.join(out, "response_std.png"))
     return results
 
 
@@ -264,6 +273,51 @@ def gradflow_table(results: dict) -> str:
                          f"{(f'{sc:.3g}' if sc is not None else '-'):>10} {ratio:>9}")
         lines.append("")
     return "\n".join(lines)
+
+
+def run_responses(source: str, names=None, out: str | None = None, device: str = "cpu",
+                  log=None) -> dict:
+    """The paper's Figure 7 on trained nets: the std of each 3x3 layer's response of every model
+    that the degradation run in ``source`` trained (or of those in ``names``), in eval mode, over
+    the run's held-out test images. Writes responses.json and response_std.png to ``out``
+    (default ``source/responses``); returns what it wrote to responses.json."""
+    from .diagnostics.responses import compare_responses, layer_responses
+    log = log or _log
+    backend.get_array_module(device)
+    results_path = os.path.join(source, "results.json")
+    if not os.path.exists(results_path):
+        raise FileNotFoundError(f"{results_path} not found: run `minires degradation --out "
+                                f"{source}` first")
+    with open(results_path) as f:
+        settings = json.load(f)["settings"]
+    if not names:
+        folder = os.path.dirname(trained_model_path(source, "x"))
+        names = [n[:-len(".npz")] for n in sorted(os.listdir(folder)) if n.endswith(".npz")] \
+            if os.path.isdir(folder) else []
+        if not names:
+            raise FileNotFoundError(f"no trained models in {folder}: run `minires degradation "
+                                    f"--out {source}` first")
+    names = sorted(names, key=lambda n: (n.startswith("resnet"), len(n), n))
+    _, test = load_data(settings["dataset"], settings["image_size"], settings["num_train"],
+                        settings["num_test"], settings["seed"], settings.get("data_dir"))
+    stds = {}
+    for name in names:
+        model = load_trained_model(source, name, device=device)
+        batches = DataLoader(test, batch_size=500, shuffle=False, device=device)
+        stds[name] = [r.std for r in layer_responses(model, batches)]
+        log(f"{name}: response std of {len(stds[name])} layers: mean "
+            f"{sum(stds[name]) / len(stds[name]):.3f}, max {max(stds[name]):.3f}")
+    results = {"settings": {"degradation_run": settings, "images": len(test), "split": "test",
+                            "mode": "eval", "device": str(device),
+                            "minires_version": __version__},
+               "models": stds, "comparison": compare_responses(stds)}
+    out = out or os.path.join(source, "responses")
+    os.makedirs(out, exist_ok=True)
+    _write_json(results, os.path.join(out, "responses.json"))
+    plots.save_figure(plots.response_std_figure(
+        stds, title=f"Std of layer responses, trained nets, eval mode, {len(test)} held-out "
+        f"images (paper Figure 7)"), os.path.join(out, "response_std.png"))
+    return results
 
 
 def _log(message: str) -> None:

@@ -1,5 +1,5 @@
 """minires.nn: Module behaviour (registration, walking, modes, devices, dtypes, state dicts,
-hooks), every layer of DESIGN section 1, He initialisation, batch norm semantics, seeding across
+hooks), every layer of the public API, He initialisation, batch norm semantics, seeding across
 devices, parity with PyTorch, and the dtype discipline of a whole training step."""
 import math
 from collections import OrderedDict

@@ -18,8 +18,9 @@ exactly what its path sends back, and the two add up to the input's gradient:
            \underbrace{\Big(\frac{\partial S}{\partial x}\Big)^T
            \frac{\partial L}{\partial y'}}_{\text{shortcut}}, \qquad y' = F(x) + S(x)
 
-For an identity shortcut the second term *is* ``dL/dy'``: the gradient of a later layer arrives
-undiminished, however small the branch's Jacobian. All hooks are removed afterwards and the model
+For an identity shortcut the second term *is* ``dL/dy'``: the gradient at the addition reaches
+the input unchanged, however small the branch's Jacobian (the ReLU after the addition still zeroes
+it where ``y' < 0``). All hooks are removed afterwards and the model
 is left as it was (its gradients, training mode and parameters).
 """
 from __future__ import annotations

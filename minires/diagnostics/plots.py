@@ -73,22 +73,27 @@ def shortcut_branch_figure(flow):
     return fig
 
 
-def response_std_figure(flows):
-    """The paper's Figure 7: std of each layer's response (after BN, before ReLU/addition), in
-    depth order (top) and sorted by magnitude (bottom)."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6))
-    for f in flows:
-        stds = [r.std for r in f.responses if r.name.startswith("blocks.")]
-        top.plot(range(1, len(stds) + 1), stds, label=f.model, **_style(f.model))
-        bottom.plot(range(1, len(stds) + 1), sorted(stds, reverse=True), label=f.model,
-                    **_style(f.model))
+def response_std_figure(curves, title: str = "Std of layer responses (paper Figure 7)"):
+    """The paper's Figure 7: the std of each 3x3 layer's response (after batch norm, before the
+    ReLU and the addition), in original layer order (top) and sorted by magnitude (bottom), the
+    axis from 0. ``curves``: model name -> stds in depth order, or objects with ``.model`` and
+    ``.responses`` (:class:`GradientFlow`; their block layers are drawn)."""
+    if not isinstance(curves, dict):
+        curves = {f.model: [r.std for r in f.responses if r.name.startswith("blocks.")]
+                  for f in curves}
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5))
+    for name, stds in curves.items():
+        top.plot(range(1, len(stds) + 1), stds, label=name, **_style(name))
+        bottom.plot(range(1, len(stds) + 1), sorted(stds, reverse=True), label=name,
+                    **_style(name))
     top.set_xlabel("layer index (original order)")
     bottom.set_xlabel("layer index (sorted by magnitude)")
     for ax in (top, bottom):
-        ax.set_ylabel("std of response")
+        ax.set_ylabel("std")
+        ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    top.set_title("Layer responses (paper Figure 7)")
+    top.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -110,24 +115,41 @@ def gradient_heatmap_figure(tracker, what: str = "grad_norms", title: str | None
     return fig
 
 
-def training_curves_figure(runs, key: str = "train_error",
-                           title: str = "Training error (paper Figure 6 style)"):
-    """Curves of ``key`` (e.g. train_error %) vs step for several runs: dicts with ``model``,
-    ``steps`` and the key. Plain nets dashed, residual nets solid, as in the paper."""
+TRAIN_STYLE = dict(linestyle="--", linewidth=1.0)    # the paper's Figure 6: thin dashed lines
+TEST_STYLE = dict(linestyle="-", linewidth=2.4)      # are training error, bold lines test error
+
+
+def training_curves_figure(runs, key: str | None = None,
+                           title: str = "Error vs step (paper Figure 6 style)"):
+    """The paper's Figure 6 layout: plain nets on the left, residual nets on the right, one colour
+    per model; as in the paper, **thin dashed lines are training error, bold lines test error**.
+    ``runs``: dicts with ``model``, ``steps`` and ``train_error`` / ``test_error`` (%).
+    ``key=None`` draws both errors (where a run has them); ``key="train_error"`` or
+    ``"test_error"`` draws that one only, in its style."""
+    keys = [k for k in ("train_error", "test_error") if key in (None, k)]
     plain = [r for r in runs if r["model"].startswith("plain")]
     residual = [r for r in runs if not r["model"].startswith("plain")]
     panels = [(p, t) for p, t in ((plain, "plain"), (residual, "residual")) if p]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True,
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True,
                              squeeze=False)
     for ax, (group, label) in zip(axes[0], panels):
-        for r in group:
-            ax.plot(r["steps"], r[key], marker=".", label=r["model"], **_style(r["model"]))
+        for i, r in enumerate(group):
+            colour = f"C{i}"
+            for k in keys:
+                values = r.get(k)
+                if not values:
+                    continue
+                steps = r["steps"][:len(values)]
+                which = "train" if k == "train_error" else "test"
+                ax.plot(steps, values, color=colour, label=f"{r['model']} ({which})",
+                        **(TRAIN_STYLE if k == "train_error" else TEST_STYLE))
         ax.set_title(f"{label} nets")
         ax.set_xlabel("training step")
         ax.grid(True, alpha=0.3)
-        ax.legend()
-    axes[0][0].set_ylabel(key.replace("_", " ") + (" (%)" if "error" in key else ""))
-    fig.suptitle(title)
+        ax.legend(fontsize=8)
+    shown = {"train_error": "thin dashed: training error", "test_error": "bold: test error"}
+    axes[0][0].set_ylabel("error (%)")
+    fig.suptitle(f"{title}\n{'; '.join(shown[k] for k in keys)}", fontsize=11)
     fig.tight_layout()
     return fig
 

@@ -1,4 +1,4 @@
-r"""The seed's problem 1, measured: vanishing (and exploding) gradients in a deep plain stack.
+r"""Problem 1 of the paper review this project grew from, measured: vanishing (and exploding) gradients in a deep plain stack.
 
 A deep MLP ``h_l = phi(W_l h_{l-1})`` backpropagates ``dL/dh_{l-1} = W_l^T (phi'(.) * dL/dh_l)``.
 Each layer multiplies the gradient by a Jacobian; when its norm is below 1 on average (sigmoid:

@@ -1,4 +1,4 @@
-"""The layers of DESIGN section 1, each a small ``Module`` around a functional op.
+"""The layers of the public API (PyTorch's names and signatures), each a small ``Module`` around a functional op.
 
 Conv2d is He-initialised (``kaiming_normal_``, fan_in, ReLU gain) with zero bias, the
 initialisation of the ResNet paper; Linear takes PyTorch's default weight with a zero bias (see

@@ -1,0 +1,255 @@
+"""Write the measured numbers that the README and the docs quote, from the committed result files.
+
+    python tools/results_pages.py            # rewrite the generated blocks (and the figures)
+    python tools/results_pages.py --check    # exit 1 if a page disagrees with the result files
+
+A page holds a generated block between two comments::
+
+    <!-- begin generated: NAME (tools/results_pages.py) -->
+    ...
+    <!-- end generated: NAME -->
+
+and nothing in between is typed by hand. ``tests/test_docs_results.py`` runs the check, so a page
+that stops agreeing with ``benchmarks/results/`` fails the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+DEGRADATION = os.path.join(RESULTS, "degradation_quick")
+RESPONSES = os.path.join(RESULTS, "responses_trained")
+GRADFLOW = os.path.join(RESULTS, "gradflow_init")
+BLOCK = re.compile(r"(<!-- begin generated: (?P<name>[\w-]+) \(tools/results_pages\.py\) -->\n)"
+                   r"(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.DOTALL)
+PAGES = ["README.md", "docs/paper-results.md", "docs/cli.md"]
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def degradation_runs() -> list[dict]:
+    """The committed quick-run results, one per seed, in seed order."""
+    paths = sorted(glob.glob(os.path.join(DEGRADATION, "results_seed*.json")))
+    return [_load(p) for p in paths]
+
+
+def degradation_summary(results: list[dict]) -> dict:
+    """model -> {"train": [per seed], "test": [per seed], "mean_train": float}."""
+    out = {}
+    for res in results:
+        for r in res["runs"]:
+            entry = out.setdefault(r["model"], {"train": [], "test": []})
+            entry["train"].append(r["train_error"][-1])
+            entry["test"].append(r["test_error"][-1])
+    for entry in out.values():
+        entry["mean_train"] = sum(entry["train"]) / len(entry["train"])
+    return out
+
+
+def _range(values) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.0f}-{hi:.0f}%" if round(lo) != round(hi) else f"{lo:.0f}%"
+
+
+def block_degradation_table(results) -> str:
+    s = degradation_summary(results)
+    seeds = [r["settings"]["seed"] for r in results]
+    lines = ["| model | " + " | ".join(f"seed {k} (train / test)" for k in seeds) +
+             " | mean train error |", "| --- " * (len(seeds) + 2) + "|"]
+    for model in ("plain20", "plain56", "resnet20", "resnet56"):
+        e = s[model]
+        cells = " | ".join(f"{a:.1f} / {b:.1f}" for a, b in zip(e["train"], e["test"]))
+        lines.append(f"| {model} | {cells} | {e['mean_train']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text.strip(), width=99, break_on_hyphens=False) + "\n"
+
+
+def block_degradation_facts(results) -> str:
+    s = degradation_summary(results)
+    p20, p56, r20, r56 = (s[m] for m in ("plain20", "plain56", "resnet20", "resnet56"))
+    degr = [b - a for a, b in zip(p20["train"], p56["train"])]
+    rescue = [a - b for a, b in zip(p56["train"], r56["train"])]
+    lag = [b - a for a, b in zip(r20["train"], r56["train"])]
+    n = len(results)
+    return _wrap(f"In every one of the {n} seeds, plain-56 ends near chance ({_range(p56['train'])} "
+            f"training error; chance is 90%) while plain-20 trains ({_range(p20['train'])}): "
+            f"the degradation problem, in the training error, {min(degr):.0f} to {max(degr):.0f} "
+            f"points of it. ResNet-56, the same layers with identity shortcuts, ends "
+            f"{min(rescue):.0f} to {max(rescue):.0f} points below plain-56. ResNet-56 minus "
+            f"ResNet-20, seed by seed: {', '.join(f'{x:+.1f}' for x in lag)} points (means "
+            f"{r56['mean_train']:.1f}% and {r20['mean_train']:.1f}%): "
+            + ("in this quick run the deeper ResNet does **not** train better than the "
+               "shallower one." if r56["mean_train"] >= r20["mean_train"] else
+               "in this quick run the deeper ResNet trains better than the shallower one, on "
+               "average."))
+
+
+def block_readme_quick(results) -> str:
+    s = degradation_summary(results)
+    p20, p56, r20, r56 = (s[m] for m in ("plain20", "plain56", "resnet20", "resnet56"))
+    lag = [b - a for a, b in zip(r20["train"], r56["train"])]
+    verdict = ("ResNet-56 does **not** beat ResNet-20 here" if r56["mean_train"] >= r20["mean_train"]
+               else "ResNet-56 beats ResNet-20 on average")
+    return _wrap(f"In the committed quick runs ({len(results)} seeds, `benchmarks/results/"
+            f"degradation_quick/`), plain-56 stays near chance ({_range(p56['train'])} training "
+            f"error) while plain-20 reaches {_range(p20['train'])}, and ResNet-56 trains where "
+            f"plain-56 cannot ({_range(r56['train'])}). {verdict}: ResNet-56 minus ResNet-20 is "
+            f"{', '.join(f'{x:+.1f}' for x in lag)} points. In the paper's long CIFAR-10 runs "
+            f"(64,000 iterations, about 180 epochs, against our 800 steps, about 5) the deeper "
+            f"ResNet does train better; see `docs/paper-results.md` for why the short run "
+            f"differs.")
+
+
+def block_cli_results_json(results) -> str:
+    """The start of a committed results.json, as docs/cli.md shows it."""
+    res = results[0]
+    run = dict(res["runs"][0])
+    shown = {"settings": res["settings"], "runs": [run]}
+    text = json.dumps(shown, indent=1)
+    for key in ("train_error", "test_error", "train_loss"):       # keep the example short
+        text = re.sub(rf'("{key}": \[)[^\]]*(\])',
+                      lambda m: m.group(1) + ", ".join(f"{v:.4g}" for v in run[key]) + m.group(2),
+                      text, flags=re.DOTALL)
+    text = re.sub(r'("steps": \[)[^\]]*(\])',
+                  lambda m: m.group(1) + ", ".join(str(v) for v in run["steps"]) + m.group(2),
+                  text, flags=re.DOTALL)
+    text = re.sub(r'("depths": \[)[^\]]*(\])',
+                  lambda m: m.group(1) + ", ".join(str(v) for v in res["settings"]["depths"])
+                  + m.group(2), text, flags=re.DOTALL)
+    text = text.rstrip("\n").rstrip("}").rstrip().rstrip("]").rstrip()
+    return ("```javascript\n" + text + ",\n  ... (resnet20, plain56, resnet56)\n ]\n}\n```\n")
+
+
+def block_responses(_results=None) -> str:
+    data = _load(os.path.join(RESPONSES, "responses.json"))
+    comp = data["comparison"]
+    lines = ["| model | layers | mean std | median std | max std |", "| --- | --- | --- | --- | --- |"]
+    for name, s in comp["summary"].items():
+        lines.append(f"| {name} | {s['layers']} | {s['mean']:.3f} | {s['median']:.3f} | "
+                     f"{s['max']:.3f} |")
+    text = "\n".join(lines) + "\n\n"
+    run = data["settings"]["degradation_run"]
+    text += _wrap(f"(Trained by the quick degradation run, seed {run['seed']}: {run['image_size']}x"
+             f"{run['image_size']} images, width {run['width']}, {run['steps']} steps; measured in "
+             f"eval mode on its {data['settings']['images']} held-out test images.)") + "\n"
+    for depth, t in comp["twins"].items():
+        holds = "holds" if t["resnet_smaller"] else "does **not** hold"
+        text += (f"- Depth {depth}: the ResNet's response std is below the plain net's in "
+                 f"{t['layers_resnet_smaller']} of {t['layers']} layers (mean {t['resnet_mean']:.3f}"
+                 f" vs {t['plain_mean']:.3f}, median {t['resnet_median']:.3f} vs "
+                 f"{t['plain_median']:.3f}): \"ResNets have generally smaller responses than "
+                 f"their plain counterparts\" {holds} here.\n")
+    missing = [f"{kind}{d}" for d in run["depths"] for kind in ("plain", "resnet")
+               if f"{kind}{d}" not in data["models"]]
+    if missing:
+        text += ("- Not measured: " + ", ".join(missing) + " (their weights were not among the "
+                 "run's saved models when this was committed)" +
+                 (", so the paper's second claim, about the deeper ResNet, is not tested here."
+                  if not comp["deeper_resnet"] else ".") + "\n")
+    for pair, c in comp["deeper_resnet"].items():
+        holds = "holds" if c["deeper_smaller"] else "does **not** hold"
+        deep, shallow = pair.split("_vs_")
+        text += (f"- {deep} vs {shallow}: mean std {c['deeper_mean']:.3f} vs "
+                 f"{c['shallower_mean']:.3f}, median {c['deeper_median']:.3f} vs "
+                 f"{c['shallower_median']:.3f}: \"the deeper ResNet has smaller magnitudes of "
+                 f"responses\" {holds} here.\n")
+    return text
+
+
+BLOCKS = {"degradation-table": block_degradation_table,
+          "degradation-facts": block_degradation_facts,
+          "readme-quick-run": block_readme_quick,
+          "cli-results-json": block_cli_results_json,
+          "responses-trained": block_responses}
+
+
+def render(text: str, results) -> str:
+    def replace(m):
+        name = m.group("name")
+        if name not in BLOCKS:
+            raise KeyError(f"unknown generated block {name!r}")
+        body = BLOCKS[name](results)
+        return m.group(1) + body + (m.group(4) if body.endswith("\n") else "\n" + m.group(4))
+    return BLOCK.sub(replace, text)
+
+
+def figures(results) -> list[str]:
+    """The committed figures drawn from the committed results (no training)."""
+    sys.path.insert(0, ROOT)
+    from minires.diagnostics import plots
+    from minires.diagnostics.gradflow import LayerResponse
+    written = []
+    for res in results:
+        seed = res["settings"]["seed"]
+        path = os.path.join(DEGRADATION, f"training_error_seed{seed}.png")
+        plots.save_figure(plots.training_curves_figure(
+            res["runs"], title=f"Quick degradation run, seed {seed}, embedded "
+            f"{res['settings']['image_size']}x{res['settings']['image_size']} (paper Figure 6 "
+            f"style)"), path)
+        written.append(path)
+    import shutil
+    shutil.copyfile(os.path.join(DEGRADATION, "training_error_seed0.png"),
+                    os.path.join(ROOT, "docs", "_static", "degradation_quick_training_error.png"))
+    responses_png = os.path.join(RESPONSES, "response_std.png")
+    if os.path.exists(responses_png):
+        shutil.copyfile(responses_png, os.path.join(ROOT, "docs", "_static",
+                                                    "responses_trained_response_std.png"))
+    flow_data = _load(os.path.join(GRADFLOW, "gradflow.json"))
+    from minires.experiments import GRADFLOW_RESPONSES_TITLE
+
+    class _Flow:
+        def __init__(self, model, responses):
+            self.model, self.responses = model, [LayerResponse(**r) for r in responses]
+    flows = [_Flow(name, d["responses"]) for name, d in flow_data["models"].items()]
+    path = os.path.join(GRADFLOW, "response_std.png")
+    plots.save_figure(plots.response_std_figure(flows, title=GRADFLOW_RESPONSES_TITLE), path)
+    written.append(path)
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on any "
+                        "difference")
+    parser.add_argument("--no-figures", action="store_true", help="rewrite the text only")
+    args = parser.parse_args(argv)
+    results = degradation_runs()
+    stale = []
+    for page in PAGES:
+        path = os.path.join(ROOT, page)
+        with open(path) as f:
+            text = f.read()
+        new = render(text, results)
+        if new != text:
+            stale.append(page)
+            if not args.check:
+                with open(path, "w") as f:
+                    f.write(new)
+    if args.check:
+        for page in stale:
+            print(f"results_pages: {page} disagrees with benchmarks/results/: run "
+                  f"`python tools/results_pages.py`")
+        return 1 if stale else 0
+    if not args.no_figures:
+        for path in figures(results):
+            print(f"results_pages: drew {os.path.relpath(path, ROOT)}")
+    for page in stale:
+        print(f"results_pages: rewrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
