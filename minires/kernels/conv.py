@@ -94,9 +94,8 @@ def col2im(dcol, padded_shape, stride, dilation):
     return dx_pad
 
 
-def correlate_nhwc(x_pad, w_col, kh, kw, stride, dilation, out_h, out_w):
-    """The core of a convolution: patches of an (N, Hp, Wp, C) padded image times the
-    (kh*kw*C, F) weight matrix. Returns ``(y_rows, x_col)``: (N*Ho*Wo, F) and the patches."""
+def _patch_rows(x_pad, kh, kw, stride, dilation, out_h, out_w):
+    """The patch matrix X_col (N*Ho*Wo, kh*kw*C) of an (N, Hp, Wp, C) padded image."""
     n, _, _, c = x_pad.shape
     sh, sw = stride
     if kh == 1 and kw == 1:
@@ -105,7 +104,13 @@ def correlate_nhwc(x_pad, w_col, kh, kw, stride, dilation, out_h, out_w):
             x_pad[:, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, :])
     else:
         x_col = im2col(x_pad, kh, kw, stride, dilation, out_h, out_w)
-    x_col = x_col.reshape(n * out_h * out_w, kh * kw * c)
+    return x_col.reshape(n * out_h * out_w, kh * kw * c)
+
+
+def correlate_nhwc(x_pad, w_col, kh, kw, stride, dilation, out_h, out_w):
+    """The core of a convolution: patches of an (N, Hp, Wp, C) padded image times the
+    (kh*kw*C, F) weight matrix. Returns ``(y_rows, x_col)``: (N*Ho*Wo, F) and the patches."""
+    x_col = _patch_rows(x_pad, kh, kw, stride, dilation, out_h, out_w)
     return x_col @ w_col, x_col
 
 
@@ -121,11 +126,14 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
 
     x_pad = pad_nhwc(x.transpose(0, 2, 3, 1), ph, pw)           # (N, Hp, Wp, C)
     w_col = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, f)     # rows ordered (i, j, channel)
-    y, x_col = correlate_nhwc(x_pad, w_col, kh, kw, (sh, sw), (dh, dw), out_h, out_w)
+    y, _ = correlate_nhwc(x_pad, w_col, kh, kw, (sh, sw), (dh, dw), out_h, out_w)
     if b is not None:
         y += b
     y = y.reshape(n, out_h, out_w, f).transpose(0, 3, 1, 2)    # NCHW view of NHWC memory
-    cache = (x_col, w, x.shape, x_pad.shape, (sh, sw), (ph, pw), (dh, dw), b is not None)
+    # The cache keeps the input, not the patch matrix: X_col is kh*kw times larger than x, and x
+    # is usually kept alive anyway (it is the previous ReLU's output), so backward rebuilds the
+    # patches instead (one more im2col) and a network's peak memory stops scaling with kh*kw.
+    cache = (x, w, x_pad.shape, (sh, sw), (ph, pw), (dh, dw), b is not None)
     return y, cache
 
 
@@ -139,8 +147,8 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
     use col2im.
     """
     xp = array_module(dy)
-    x_col, w, x_shape, padded_shape, stride, padding, dilation, has_bias = cache
-    n, c, h, width = x_shape
+    x, w, padded_shape, stride, padding, dilation, has_bias = cache
+    n, c, h, width = x.shape
     f, _, kh, kw = w.shape
     out_h, out_w = dy.shape[2], dy.shape[3]
     dy_nhwc = dy.transpose(0, 2, 3, 1)
@@ -148,8 +156,11 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
 
     dw = db = dx = None
     if need_dw:
+        x_pad = pad_nhwc(x.transpose(0, 2, 3, 1), padding[0], padding[1])
+        x_col = _patch_rows(x_pad, kh, kw, stride, dilation, out_h, out_w)
         dw = (x_col.T @ dy_rows).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
         dw = xp.ascontiguousarray(dw)
+        del x_pad, x_col
     if need_db and has_bias:
         db = dy_rows.sum(axis=0)
     if need_dx:
