@@ -10,6 +10,13 @@ only after *all* the nodes that consumed its output, so the gradient reaching a 
 ``y = f(x_1, ..., x_k)`` with upstream gradient ``dL/dy``, ``Function.backward`` returns
 ``dL/dx_i = (dy/dx_i)^T dL/dy`` for each input.
 
+The graph's nodes are the ``Function`` objects and the leaf tensors that require grad: a
+``Function`` records the *node* of each input (the ``Function`` that computed it, or the leaf), not
+the input tensor itself. So an intermediate tensor's array is freed as soon as nothing but the
+graph would hold it; backward needs only what each ``Function`` saved. (Keeping the tensors in
+the graph would keep every activation of a ResNet alive until backward: about twice the memory.)
+Hooks and ``retain_grad`` of a non-leaf tensor are kept on its ``Function``.
+
 The graph is freed after ``backward()`` (the arrays saved for backward and the links to the inputs
 are dropped) unless ``retain_graph=True``, so memory does not grow over a training run.
 
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy
@@ -99,9 +107,13 @@ class Function:
     ``self.save_for_backward(...)`` or as attributes. ``backward(self, grad_output)`` returns one
     gradient array per positional argument of ``apply`` (None where there is none, e.g. for a
     non-tensor argument, or where ``self.needs_input_grad[i]`` is False).
+
+    Once recorded in a graph, a Function also knows its output's shape and dtype, and holds the
+    gradient hooks and the ``retain_grad`` request of the tensor it computed.
     """
 
-    __slots__ = ("inputs", "saved_tensors", "needs_input_grad", "freed", "__dict__")
+    __slots__ = ("inputs", "saved_tensors", "needs_input_grad", "freed", "output_shape",
+                 "output_dtype", "output_hooks", "retained_output", "__dict__")
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -138,8 +150,11 @@ class Function:
         requires_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
         result = Tensor._wrap(out, requires_grad=requires_grad)
         if requires_grad:
-            fn.inputs = tuple(args)
-            fn.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            fn.inputs = tuple(_graph_node(a) for a in args)
+            fn.needs_input_grad = tuple(node is not None for node in fn.inputs)
+            fn.output_shape, fn.output_dtype = result.shape, result.dtype
+            fn.output_hooks = None
+            fn.retained_output = None
             fn.freed = False
             result._ctx = fn
         return result
@@ -159,7 +174,7 @@ class Tensor:
     that require grad record the graph that ``backward()`` walks.
     """
 
-    __slots__ = ("array", "requires_grad", "grad", "_ctx", "_retains_grad", "_hooks", "_name",
+    __slots__ = ("array", "requires_grad", "grad", "_ctx", "_hooks", "_name",
                  "__weakref__")
     __array_priority__ = 1000
     __array_ufunc__ = None       # `numpy_array + tensor` gives Tensor.__radd__, not an object array
@@ -174,8 +189,7 @@ class Tensor:
             raise RuntimeError(f"only floating-point tensors can require gradients, got {data.dtype}")
         self.grad: Tensor | None = None
         self._ctx: Function | None = None
-        self._retains_grad = False
-        self._hooks: list | None = None
+        self._hooks: list | None = None        # a leaf's gradient hooks (a non-leaf's: on _ctx)
         self._name = None
 
     @classmethod
@@ -185,7 +199,6 @@ class Tensor:
         t.requires_grad = requires_grad
         t.grad = None
         t._ctx = None
-        t._retains_grad = False
         t._hooks = None
         t._name = None
         return t
@@ -311,17 +324,24 @@ class Tensor:
         """Keep ``.grad`` on a non-leaf tensor after backward (leaves keep it anyway)."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require grad")
-        self._retains_grad = True
+        if self._ctx is not None:
+            self._ctx.retained_output = weakref.ref(self)
 
     def register_hook(self, hook: Callable[["Tensor"], "Tensor | None"]):
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor
         replaces the gradient. Returns a handle whose ``remove()`` unregisters the hook."""
         if not self.requires_grad:
             raise RuntimeError("register_hook() on a tensor that does not require grad")
-        if self._hooks is None:
-            self._hooks = []
-        self._hooks.append(hook)
-        return _HookHandle(self._hooks, hook)
+        if self._ctx is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            if self._ctx.output_hooks is None:
+                self._ctx.output_hooks = []
+            hooks = self._ctx.output_hooks
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
 
     def backward(self, gradient: "Tensor | None" = None, retain_graph: bool = False) -> None:
         """Compute the gradient of this tensor with respect to every leaf that requires grad and
@@ -415,26 +435,66 @@ def _as_array(value):
     return numpy.asarray(value) if isinstance(value, numpy.generic) else value
 
 
-def _check_hook_result(node: "Tensor", value):
+def _graph_node(value):
+    """The graph node of an operation's argument: the Function that computed it (a non-leaf
+    tensor), the tensor itself (a leaf that requires grad), or None (no gradient flows there)."""
+    if isinstance(value, Tensor) and value.requires_grad:
+        return value._ctx if value._ctx is not None else value
+    return None
+
+
+def _shape_and_dtype(node) -> tuple:
+    if isinstance(node, Tensor):
+        return node.shape, node.dtype
+    return node.output_shape, node.output_dtype
+
+
+def _check_hook_result(node, value, grad):
+    """A hook's replacement gradient, checked against the gradient it replaces."""
     array = value.array if isinstance(value, Tensor) else value
     if not hasattr(array, "shape") or isinstance(array, numpy.generic):
         raise TypeError(f"a gradient hook returned {type(value).__name__}; it must return None "
-                        f"(to only look) or a Tensor of shape {node.shape}")
-    if tuple(array.shape) != node.shape or array.dtype != node.dtype or \
-            backend.device_of_array(array) != node.device:
+                        f"(to only look) or a Tensor of shape {_shape_and_dtype(node)[0]}")
+    expected_device = backend.device_of_array(grad)
+    if tuple(array.shape) != tuple(grad.shape) or array.dtype != grad.dtype or \
+            backend.device_of_array(array) != expected_device:
         raise RuntimeError(
             f"a gradient hook returned shape {tuple(array.shape)}, dtype {array.dtype} on "
-            f"{backend.device_of_array(array)}; the tensor has shape {node.shape}, dtype "
-            f"{node.dtype} on {node.device}")
+            f"{backend.device_of_array(array)}; the tensor has shape {tuple(grad.shape)}, dtype "
+            f"{grad.dtype} on {expected_device}")
     return array
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors reachable from ``root`` through the graph, each after all its inputs
-    (iterative depth-first search: a ResNet-1202 graph is deeper than Python's recursion limit)."""
-    order: list[Tensor] = []
+def _run_hooks(node, grad):
+    """Apply the gradient hooks of a node's tensor; a hook may return a replacement."""
+    hooks = node._hooks if isinstance(node, Tensor) else node.output_hooks
+    for hook in list(hooks or ()):
+        replaced = hook(Tensor._wrap(grad))
+        if replaced is not None:
+            grad = _check_hook_result(node, replaced, grad)
+    return grad
+
+
+def _accumulate_grad(tensor: Tensor, grad) -> None:
+    """Add ``grad`` into ``tensor.grad`` (a leaf's, or a non-leaf's that asked to retain it)."""
+    if tensor.grad is None:
+        # a copy: grad may be a broadcast view, or shared (add's backward passes its upstream
+        # gradient to both inputs; a caller's `gradient` array), and .grad is updated in place
+        # by optimisers and zero_(). It takes the memory layout of the tensor itself (as
+        # PyTorch's gradients do), so that accumulating into it later adds arrays of one layout.
+        copy = backend.array_module(tensor.array).empty_like(tensor.array)
+        copy[...] = grad
+        tensor.grad = Tensor._wrap(copy)
+    else:
+        tensor.grad.array += grad      # in place, as PyTorch accumulates into .grad
+
+
+def _topological_order(root) -> list:
+    """Graph nodes reachable from ``root``, each after all its inputs (iterative depth-first
+    search: a ResNet-1202 graph is deeper than Python's recursion limit)."""
+    order: list = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -444,89 +504,84 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             continue
         visited.add(id(node))
         stack.append((node, True))
-        ctx = node._ctx
-        if ctx is not None:
-            if ctx.freed:
+        if isinstance(node, Function):
+            if node.freed:
                 raise RuntimeError(
                     "Trying to backward through the graph a second time (its saved arrays were "
                     "freed by the first backward). Pass retain_graph=True to the first "
                     "backward() if you need to backward twice.")
-            for parent in ctx.inputs:
-                if isinstance(parent, Tensor) and parent.requires_grad \
-                        and id(parent) not in visited:
+            for parent in node.inputs:
+                if parent is not None and id(parent) not in visited:
                     stack.append((parent, False))
     return order
 
 
+def _free(fn: Function) -> None:
+    """Drop what a Function kept for backward, and its links to the rest of the graph."""
+    fn.freed = True
+    fn.saved_tensors = None
+    fn.inputs = ()
+    fn.__dict__.clear()
+
+
 def run_backward(root: Tensor, grad, retain_graph: bool = False,
                  capture: dict | None = None) -> None:
-    """Backpropagate ``grad`` from ``root``. With ``capture`` (a dict keyed by ``id`` of tensors),
-    the gradients of those tensors are stored there and no ``.grad`` is touched (``mr.grad``)."""
-    order = _topological_order(root)
-    grads: dict[int, Any] = {id(root): grad}
+    """Backpropagate ``grad`` from ``root``. With ``capture`` (a dict keyed by ``id`` of graph
+    nodes, see :func:`_graph_node`), the gradients reaching those nodes are stored there and no
+    ``.grad`` is touched (``mr.grad``)."""
+    root_node = _graph_node(root)
+    order = _topological_order(root_node)
+    grads: dict[int, Any] = {id(root_node): grad}
     with no_grad():
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            if node._hooks:
-                for hook in list(node._hooks):
-                    replaced = hook(Tensor._wrap(g))
-                    if replaced is not None:
-                        g = _check_hook_result(node, replaced)
-            ctx = node._ctx
+            g = _run_hooks(node, g)
+            leaf = isinstance(node, Tensor)
             if capture is not None:
                 if id(node) in capture:
                     capture[id(node)] = g
-            elif ctx is None or node._retains_grad:
-                # a leaf (or a tensor asked to retain its grad): accumulate into .grad
-                if node.grad is None:
-                    # a copy: g may be a broadcast view, or shared (add's backward passes its
-                    # upstream gradient to both inputs; a caller's `gradient` array), and .grad
-                    # is updated in place by optimisers and zero_(). It takes the memory layout
-                    # of the tensor itself (as PyTorch's gradients do), so that accumulating
-                    # into it later adds arrays of one layout.
-                    copy = backend.array_module(node.array).empty_like(node.array)
-                    copy[...] = g
-                    node.grad = Tensor._wrap(copy)
-                else:
-                    node.grad.array += g      # in place, as PyTorch accumulates into .grad
-            if ctx is None:
+            elif leaf:
+                _accumulate_grad(node, g)
+            elif node.retained_output is not None:
+                retained = node.retained_output()
+                if retained is not None:
+                    _accumulate_grad(retained, g)
+            if leaf:
                 continue
-            input_grads = ctx.backward(g)
+            input_grads = node.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
-            for parent, pg, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad):
+            for parent, pg, needed in zip(node.inputs, input_grads, node.needs_input_grad):
                 if not needed or pg is None:
                     continue
                 if isinstance(pg, numpy.generic):   # NumPy arithmetic on 0-d arrays gives scalars
                     pg = numpy.asarray(pg)
-                if tuple(pg.shape) != parent.shape or pg.dtype != parent.dtype:
+                shape, dtype = _shape_and_dtype(parent)
+                if tuple(pg.shape) != shape or pg.dtype != dtype:
                     raise RuntimeError(
-                        f"{ctx.name}.backward returned a gradient of shape {tuple(pg.shape)} "
-                        f"dtype {pg.dtype} for an input of shape {parent.shape} dtype "
-                        f"{parent.dtype} (a bug in that op)")
+                        f"{node.name}.backward returned a gradient of shape {tuple(pg.shape)} "
+                        f"dtype {pg.dtype} for an input of shape {shape} dtype {dtype} "
+                        f"(a bug in that op)")
                 key = id(parent)
                 if key in grads:
                     grads[key] = _as_array(grads[key] + pg)
                 else:
                     grads[key] = pg
             if not retain_graph:
-                ctx.freed = True
-                ctx.saved_tensors = None
-                ctx.inputs = ()
-                ctx.__dict__.clear()
+                _free(node)
 
 
 def grad(outputs: Tensor, inputs: Sequence[Tensor], grad_outputs=None,
          retain_graph: bool = False) -> tuple:
     """The gradients of ``outputs`` with respect to ``inputs`` as new tensors, without touching
     any ``.grad`` (like ``torch.autograd.grad``)."""
-    inputs = list(inputs)
-    capture: dict[int, Any] = {id(t): None for t in inputs}
+    nodes = [_graph_node(t) for t in inputs]
+    capture: dict[int, Any] = {id(n): None for n in nodes if n is not None}
     run_backward(outputs, outputs._seed_grad(grad_outputs), retain_graph, capture=capture)
-    return tuple(None if capture[id(t)] is None else Tensor._wrap(capture[id(t)].copy())
-                 for t in inputs)
+    return tuple(None if n is None or capture[id(n)] is None
+                 else Tensor._wrap(capture[id(n)].copy()) for n in nodes)
 
 
 def zero_grads(tensors: Iterable[Tensor], set_to_none: bool = True) -> None:

@@ -13,7 +13,8 @@ With the weight laid out as ``W_col`` (kh*kw*C, F), the convolution is a single 
 
 .. math::  dW_{col} = X_{col}^T dY, \qquad db = \sum_{rows} dY, \qquad dX_{col} = dY\, W_{col}^T
 
-and ``col2im`` adds every row of ``dX_col`` back to the input pixels it was copied from (a pixel
+The cache keeps ``x``, not ``X_col`` (kh*kw times larger): backward rebuilds the patches for
+``dW``. ``col2im`` adds every row of ``dX_col`` back to the input pixels it was copied from (a pixel
 under several kernel positions receives the sum of their gradients). Padding is then cropped.
 Input rows and columns that no kernel position covers (when ``(H + 2p - k) % s != 0``) get a zero
 gradient, and the shapes still agree: ``col2im`` writes into a zero array of the padded input shape.
@@ -37,9 +38,8 @@ from ..backend import array_module
 
 class Conv2dCache(NamedTuple):
     """What :func:`conv2d_backward` needs from the forward pass."""
-    x_col: Any                      # (N*Ho*Wo, kh*kw*C): the patch matrix X_col
+    x: Any                          # (N, C, H, W): the input (backward rebuilds X_col from it)
     w: Any                          # (F, C, kh, kw): the weight
-    x_shape: tuple                  # (N, C, H, W)
     padded_shape: tuple             # (N, Hp, Wp, C): the padded channels-last input
     stride: tuple[int, int]
     padding: tuple[int, int]
@@ -100,9 +100,8 @@ def col2im(dcol, padded_shape, stride, dilation):
     return dx_pad
 
 
-def correlate_nhwc(x_pad, w_col, kh, kw, stride, dilation, out_h, out_w):
-    """The core of a convolution: patches of an (N, Hp, Wp, C) padded image times the
-    (kh*kw*C, F) weight matrix. Returns ``(y_rows, x_col)``: (N*Ho*Wo, F) and the patches."""
+def _patch_rows(x_pad, kh, kw, stride, dilation, out_h, out_w):
+    """The patch matrix X_col (N*Ho*Wo, kh*kw*C) of an (N, Hp, Wp, C) padded image."""
     n, _, _, c = x_pad.shape
     sh, sw = stride
     if kh == 1 and kw == 1:
@@ -111,7 +110,13 @@ def correlate_nhwc(x_pad, w_col, kh, kw, stride, dilation, out_h, out_w):
             x_pad[:, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, :])
     else:
         x_col = im2col(x_pad, kh, kw, stride, dilation, out_h, out_w)
-    x_col = x_col.reshape(n * out_h * out_w, kh * kw * c)
+    return x_col.reshape(n * out_h * out_w, kh * kw * c)
+
+
+def correlate_nhwc(x_pad, w_col, kh, kw, stride, dilation, out_h, out_w):
+    """The core of a convolution: patches of an (N, Hp, Wp, C) padded image times the
+    (kh*kw*C, F) weight matrix. Returns ``(y_rows, x_col)``: (N*Ho*Wo, F) and the patches."""
+    x_col = _patch_rows(x_pad, kh, kw, stride, dilation, out_h, out_w)
     return x_col @ w_col, x_col
 
 
@@ -128,12 +133,14 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1))
 
     x_pad = pad_nhwc(x.transpose(0, 2, 3, 1), ph, pw)           # (N, Hp, Wp, C)
     w_col = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, f)     # rows ordered (i, j, channel)
-    y, x_col = correlate_nhwc(x_pad, w_col, kh, kw, (sh, sw), (dh, dw), out_h, out_w)
+    y, _ = correlate_nhwc(x_pad, w_col, kh, kw, (sh, sw), (dh, dw), out_h, out_w)
     if b is not None:
         y += b
     y = y.reshape(n, out_h, out_w, f).transpose(0, 3, 1, 2)    # NCHW view of NHWC memory
-    cache = Conv2dCache(x_col, w, x.shape, x_pad.shape, (sh, sw), (ph, pw), (dh, dw),
-                        b is not None)
+    # The cache keeps the input, not the patch matrix: X_col is kh*kw times larger than x, and x
+    # is usually kept alive anyway (it is the previous ReLU's output), so backward rebuilds the
+    # patches instead (one more im2col) and a network's peak memory stops scaling with kh*kw.
+    cache = Conv2dCache(x, w, x_pad.shape, (sh, sw), (ph, pw), (dh, dw), b is not None)
     return y, cache
 
 
@@ -147,8 +154,8 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
     convolutions use col2im.
     """
     xp = array_module(dy)
-    x_col, w, stride, dilation = cache.x_col, cache.w, cache.stride, cache.dilation
-    n, c, h, width = cache.x_shape
+    x, w, stride, dilation = cache.x, cache.w, cache.stride, cache.dilation
+    n, c, h, width = x.shape
     f, _, kh, kw = w.shape
     out_h, out_w = dy.shape[2], dy.shape[3]
     dy_nhwc = dy.transpose(0, 2, 3, 1)
@@ -156,8 +163,11 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
 
     dw = db = dx = None
     if need_dw:
+        x_pad = pad_nhwc(x.transpose(0, 2, 3, 1), *cache.padding)
+        x_col = _patch_rows(x_pad, kh, kw, stride, dilation, out_h, out_w)
         dw = (x_col.T @ dy_rows).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
         dw = xp.ascontiguousarray(dw)
+        del x_pad, x_col
     if need_db and cache.has_bias:
         db = dy_rows.sum(axis=0)
     if need_dx:
