@@ -23,13 +23,15 @@ from typing import Any
 
 import numpy
 
+from .errors import MiniresError
+
 __all__ = [
     "Device", "device_of_array", "array_module", "get_array_module", "to_device", "to_host", "normalize_device",
     "default_device", "cuda_is_available", "StrictArray", "strict_numpy", "DeviceError",
 ]
 
 
-class DeviceError(RuntimeError):
+class DeviceError(MiniresError, RuntimeError):
     """A device that is unknown or not available on this machine."""
 
 
