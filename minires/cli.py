@@ -21,6 +21,8 @@ import signal
 import sys
 import threading
 
+import numpy
+
 from . import __version__
 from .errors import (MiniresError, NothingToResumeError, ResultsExistError, TrainingDiverged,
                      UsageError)
@@ -362,7 +364,9 @@ def main(argv=None) -> int:
         if threading.current_thread() is threading.main_thread() else []
     previous = {s: signal.signal(getattr(signal, s), _stop) for s in stops}
     try:
-        return handler(args)
+        # overflow and 0/0 in a diverging run: the loop notices and says so in one line
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return handler(args)
     except MiniresError as exc:
         print(f"minires {args.command}: error: {exc}", file=sys.stderr)
         return 1
