@@ -4,10 +4,10 @@
     minires gradflow --model plain56 --compare resnet56 [--after-steps K] ...
     minires train --model resnet20 [--dataset embedded|cifar10] [--epochs N] ...
 
-Bad arguments give a one-line error and exit status 2. Every error minires raises on purpose is a
-:class:`~minires.errors.MiniresError` (an unavailable device, unreadable data, a checkpoint that does
-not fit, results that would be overwritten, a run that diverged): it is caught here, once, and
-printed as one line with exit status 1. Arguments are checked before any folder is created.
+Bad arguments give a one-line error and exit status 2. Every error minires raises on purpose is
+a :class:`~minires.errors.MiniresError` (an unavailable device, unreadable data, a checkpoint
+that does not fit, results that would be overwritten, a run that diverged): it is caught here,
+once, and printed as one line with exit status 1. Arguments are checked before any folder is created.
 Ctrl-C, SIGTERM and SIGHUP stop a run with one line (exit 128 + the signal number); what was
 finished and the last checkpoint are kept, and ``--resume`` continues from them.
 """
@@ -207,7 +207,8 @@ def _prepare_out(args, resume_from: str | None = None) -> str:
     means "there is something to resume"."""
     out = args.out
     found = sorted(n for pattern in _OUTPUTS[args.command]
-                   for n in glob.glob(os.path.join(glob.escape(out), pattern)))
+                   for n in glob.glob(os.path.join(glob.escape(out), pattern))
+                   if not os.path.isdir(n) or glob.glob(os.path.join(glob.escape(n), "*.npz")))
     resume = getattr(args, "resume", False)
     if resume and not os.path.exists(os.path.join(out, resume_from)):
         raise NothingToResumeError(
@@ -219,6 +220,7 @@ def _prepare_out(args, resume_from: str | None = None) -> str:
             f"{out} already holds results ({names}); pass "
             + ("--resume to continue them or " if resume_from else "")
             + "--overwrite to replace them, or choose another --out")
+    args.created_out = not os.path.exists(out)
     out = _writable_dir(out)
     if args.overwrite:
         for path in found:
@@ -352,6 +354,15 @@ def _stop(signum, frame):
     raise _Stopped(signum)
 
 
+def _remove_new_empty_out(args) -> None:
+    """A run that failed before writing anything leaves no empty --out folder behind."""
+    if getattr(args, "created_out", False):
+        try:
+            os.rmdir(args.out)          # only if empty
+        except OSError:
+            pass
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -368,9 +379,11 @@ def main(argv=None) -> int:
         with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return handler(args)
     except MiniresError as exc:
+        _remove_new_empty_out(args)
         print(f"minires {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:          # the file system said no (a full disk, a read-only folder)
+        _remove_new_empty_out(args)
         where = f": {exc.filename}" if exc.filename else ""
         print(f"minires {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1

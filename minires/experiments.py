@@ -111,14 +111,14 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
     settings = _degradation_settings(config)
     results_path = os.path.join(out, "results.json")
     runs = _resumable_runs(out, settings) if resume else []
-    os.makedirs(out, exist_ok=True)
-    results = {"settings": settings, "runs": runs}
-    _write_json(results, results_path)            # the settings, before the first run ends
     train, test = load_data(config.dataset, config.image_size, config.num_train,
                             config.num_test, config.seed, config.data_dir)
     if len(train) < config.batch_size:
         raise UsageError(f"batch size {config.batch_size} is larger than the {len(train)} "
                          f"training images: lower --batch-size or raise --num-train")
+    os.makedirs(out, exist_ok=True)
+    results = {"settings": settings, "runs": runs}
+    _write_json(results, results_path)            # the settings, before the first run ends
     transform = Compose([RandomCrop(config.image_size, padding=4), RandomHorizontalFlip()]) \
         if config.augment else None
     eval_every = config.eval_every or max(1, config.steps // 4)
@@ -368,8 +368,13 @@ def _json_safe(obj):
 def _write_json(obj, path: str) -> None:
     """Write ``obj`` as strict JSON, atomically (a temporary file renamed over ``path``)."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_json_safe(obj), f, indent=1, allow_nan=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(_json_safe(obj), f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:           # an error or Ctrl-C: the old file stays, no temporary
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

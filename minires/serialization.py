@@ -25,8 +25,6 @@ from . import backend
 from .autograd import Tensor
 from .errors import CheckpointError
 
-__all__ = ["save", "load", "CheckpointError"]
-
 FORMAT = "minires-checkpoint"
 VERSION = 1
 

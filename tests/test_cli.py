@@ -256,6 +256,7 @@ def test_cifar_data_dir_problems_are_one_line(tmp_path, capsys, monkeypatch):
     a_file.write_text("x")
     assert run(args + ["--data-dir", str(a_file)]) == 1
     assert "is a file" in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()             # no empty --out left behind
     # an archive whose member climbs out of the folder is refused, nothing extracted
     import io
     import tarfile
