@@ -284,7 +284,8 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
                  dataset: str = "embedded", width: int = 16, progress: bool = True,
                  log=None) -> dict:
     """Gradient flow of each model on one batch, at initialisation (``after_steps=0``) or after K
-    training steps; writes gradflow.json and figures to ``out``."""
+    training steps (on a pool of ``max(2048, batch_size)`` images, reshuffled every epoch, so
+    memory does not grow with K); writes gradflow.json and figures to ``out``."""
     log = log or _log
     backend.get_array_module(device)
     os.makedirs(out, exist_ok=True)

@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 import numpy
 
 from . import backend, random as mr_random, serialization
-from .errors import CheckpointError
 from .autograd import Tensor, no_grad
 from .data.loader import DataLoader
+from .errors import CheckpointError
 from .nn import functional as F
 from .optim import SGD
 from .optim.lr_scheduler import LinearLR, MultiStepLR, SequentialLR

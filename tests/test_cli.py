@@ -149,11 +149,14 @@ TRAIN = ["train", "--model", "resnet8", "--steps", "4", "--image-size", "8", "--
          "--num-train", "64", "--batch-size", "16", "--no-progress"]
 
 
-def one_line_error(capsys):
-    err = capsys.readouterr().err
+def one_line(err):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+def one_line_error(capsys):
+    return one_line(capsys.readouterr().err)
 
 
 def test_train_refuses_to_overwrite_and_to_resume_nothing(tmp_path, capsys):
@@ -338,3 +341,23 @@ def test_minires_errors_share_one_base_class():
         assert issubclass(error, MiniresError), error
     assert issubclass(CheckpointError, ValueError) and issubclass(mr.DeviceError, RuntimeError)
     assert mr.serialization.CheckpointError is CheckpointError
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_degradation_records_divergence_and_exits_1(tmp_path, capsys):
+    from minires.experiments import load_trained_model
+    out = str(tmp_path / "deg")
+    assert run(["degradation", "--depths", "8", "--steps", "4", "--image-size", "8", "--width",
+                "4", "--num-train", "32", "--batch-size", "16", "--eval-every", "2", "--lr",
+                "1e30", "--warmup-steps", "0", "--out", out, "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "(diverged)" in captured.out
+    line = one_line(captured.err)
+    assert "plain8 diverged at step" in line and "resnet8 diverged at step" in line
+    text = open(os.path.join(out, "results.json")).read()
+    results = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    for r in results["runs"]:
+        assert r["diverged"] and r["diverged_step"] >= 1
+    assert not os.path.exists(os.path.join(out, "models", "plain8.npz"))
+    with pytest.raises(ValueError, match="diverged"):
+        load_trained_model(out, "plain8")
