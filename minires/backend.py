@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy
 
+from .errors import MiniresError
 from .strict_device import copy_from_host, copy_to_host
 from .strict_device import StrictArray, StrictTransferError, strict_numpy  # noqa: F401 (public)
 
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-class DeviceError(RuntimeError):
+class DeviceError(MiniresError, RuntimeError):
     """A device that is unknown or not available on this machine."""
 
 

@@ -5,21 +5,32 @@
     minires responses --from DIR [--models plain20 resnet20 ...]
     minires train --model resnet20 [--dataset embedded|cifar10] [--epochs N] ...
 
-Bad arguments give a one-line error and exit status 2; an unavailable device or unreadable data
-exits with status 1. Neither prints a traceback.
+Bad arguments give a one-line error and exit status 2. Every error minires raises on purpose is
+a :class:`~minires.errors.MiniresError` (an unavailable device, unreadable data, a checkpoint
+that does not fit, results that would be overwritten, a run that diverged): it is caught here,
+once, and printed as one line with exit status 1. Arguments are checked before any folder is created.
+Ctrl-C, SIGTERM and SIGHUP stop a run with one line (exit 128 + the signal number); what was
+finished and the last checkpoint are kept, and ``--resume`` continues from them.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import glob
+import math
 import os
+import signal
 import sys
+import threading
+
+import numpy
 
 from . import __version__
 from .host_allocator import tune_host_allocator
+from .errors import (MiniresError, NothingToResumeError, ResultsExistError, TrainingDiverged,
+                     UsageError)
 
 
-class CLIError(Exception):
+class CLIError(UsageError):
     """A user error: printed as one line, exit status 1."""
 
 
@@ -69,6 +80,34 @@ def _positive(value: str) -> int:
     return v
 
 
+def _nonnegative(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return v
+
+
+def _learning_rate(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}")
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"the learning rate must be a finite number > 0, got "
+                                         f"{value!r}")
+    return v
+
+
+def _image_size(value: str) -> int:
+    v = _positive(value)
+    if v < 8:      # the CIFAR nets halve the image twice; the embedded images start at 8 pixels
+        raise argparse.ArgumentTypeError(f"images must be at least 8 pixels wide, got {value!r}")
+    return v
+
+
 def _depth(value: str) -> int:
     d = _positive(value)
     if d < 8 or (d - 2) % 6:
@@ -96,31 +135,35 @@ def build_parser() -> argparse.ArgumentParser:
                       "(64k iterations, depths 20-56: a GPU job)")
     d.add_argument("--depths", type=_depth, nargs="+", help="depths 6n+2 (default 20 56)")
     d.add_argument("--steps", type=_positive)
-    d.add_argument("--image-size", type=_positive)
+    d.add_argument("--image-size", type=_image_size)
     d.add_argument("--width", type=_positive, help="filters of the first stage (16 in the paper)")
     d.add_argument("--batch-size", type=_positive)
-    d.add_argument("--lr", type=float)
-    d.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (quick: 100)")
+    d.add_argument("--lr", type=_learning_rate)
+    d.add_argument("--warmup-steps", type=_nonnegative,
+                   help="linear learning-rate warm-up (quick: 100)")
     d.add_argument("--dataset", choices=("embedded", "cifar10"))
     d.add_argument("--data-dir", help="folder holding (or to hold) cifar-10-python.tar.gz")
     d.add_argument("--num-train", type=_positive)
     d.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=_nonnegative, default=0)
     d.add_argument("--eval-every", type=_positive)
     d.add_argument("--out", default="minires-out/degradation")
+    _add_resume_flags(d, "skip the runs OUT/results.json lists and continue the interrupted one "
+                      "from its checkpoint (same flags as the first time)")
     d.add_argument("--no-progress", action="store_true")
 
     g = sub.add_parser("gradflow", help="gradient flow per layer and block, plain vs residual")
     g.add_argument("--model", default="plain56")
     g.add_argument("--compare", nargs="*", default=["resnet56"], help="more models to measure")
     g.add_argument("--batch-size", type=_positive, default=128)
-    g.add_argument("--image-size", type=_positive, default=32)
+    g.add_argument("--image-size", type=_image_size, default=32)
     g.add_argument("--width", type=_positive, default=16)
-    g.add_argument("--after-steps", type=int, default=0, help="train K steps first (default 0: "
-                   "at initialisation)")
+    g.add_argument("--after-steps", type=_nonnegative, default=0, help="train K steps first "
+                   "(default 0: at initialisation)")
     g.add_argument("--device", default=None)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_nonnegative, default=0)
     g.add_argument("--out", default="minires-out/gradflow")
+    g.add_argument("--overwrite", action="store_true", help="replace the results in OUT")
     g.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser("responses", help="std of each 3x3 layer's response of the nets a "
@@ -135,21 +178,66 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="resnet20")
     t.add_argument("--dataset", choices=("embedded", "cifar10"), default="embedded")
     t.add_argument("--data-dir")
-    t.add_argument("--image-size", type=_positive, default=32)
+    t.add_argument("--image-size", type=_image_size, default=32)
     t.add_argument("--width", type=_positive, default=16)
     t.add_argument("--epochs", type=_positive)
     t.add_argument("--steps", type=_positive)
     t.add_argument("--batch-size", type=_positive, default=128)
-    t.add_argument("--lr", type=float, default=0.1)
-    t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--lr", type=_learning_rate, default=0.1)
+    t.add_argument("--warmup-steps", type=_nonnegative, default=0)
     t.add_argument("--num-train", type=_positive, default=20000)
     t.add_argument("--augment", action="store_true", help="pad-4 random crop + horizontal flip")
     t.add_argument("--device", default=None)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_nonnegative, default=0)
     t.add_argument("--out", default="minires-out/train")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    _add_resume_flags(t, "continue from OUT/checkpoint.npz (same flags as the first time)")
     t.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _add_resume_flags(parser, resume_help: str) -> None:
+    flags = parser.add_mutually_exclusive_group()
+    flags.add_argument("--resume", action="store_true", help=resume_help)
+    flags.add_argument("--overwrite", action="store_true", help="replace the results in OUT")
+
+
+# what each command writes into --out (folders: their .npz files); --overwrite removes these
+_OUTPUTS = {
+    "degradation": ("results.json", "checkpoints", "models", "training_error.png",
+                    "test_error.png", "gradient_norms_at_init.png"),
+    "gradflow": ("gradflow.json", "gradient_norms.png", "response_std.png",
+                 "shortcut_vs_branch_*.png"),
+    "train": ("checkpoint.npz", "history.json", "training_error.png"),
+}
+
+
+def _prepare_out(args, resume_from: str | None = None) -> str:
+    """Check ``--out`` against ``--resume``/``--overwrite`` (nothing is written before the check
+    passes), clear it for ``--overwrite``, and create it. ``resume_from``: the file whose presence
+    means "there is something to resume"."""
+    out = args.out
+    found = sorted(n for pattern in _OUTPUTS[args.command]
+                   for n in glob.glob(os.path.join(glob.escape(out), pattern))
+                   if not os.path.isdir(n) or glob.glob(os.path.join(glob.escape(n), "*.npz")))
+    resume = getattr(args, "resume", False)
+    if resume and not os.path.exists(os.path.join(out, resume_from)):
+        raise NothingToResumeError(
+            f"nothing to resume: {os.path.join(out, resume_from)} does not exist (a mistyped "
+            f"--out?); run without --resume to start")
+    if found and not resume and not args.overwrite:
+        names = ", ".join(os.path.basename(n) for n in found)
+        raise ResultsExistError(
+            f"{out} already holds results ({names}); pass "
+            + ("--resume to continue them or " if resume_from else "")
+            + "--overwrite to replace them, or choose another --out")
+    args.created_out = not os.path.exists(out)
+    out = _writable_dir(out)
+    if args.overwrite:
+        for path in found:
+            for f in (glob.glob(os.path.join(glob.escape(path), "*.npz"))
+                      if os.path.isdir(path) else [path]):
+                os.remove(f)
+    return out
 
 
 def degradation_config(args):
@@ -175,13 +263,22 @@ def degradation_config(args):
 def cmd_degradation(args) -> int:
     from .experiments import degradation_table, run_degradation
     config = degradation_config(args)
-    out = _writable_dir(args.out)
+    if config.dataset == "embedded" and config.batch_size > config.num_train:
+        raise CLIError(f"--batch-size {config.batch_size} is larger than the training set "
+                       f"(--num-train {config.num_train}): lower one or raise the other")
+    out = _prepare_out(args, resume_from="results.json")
     print(f"minires degradation: depths {list(config.depths)}, {config.steps} steps, "
           f"{config.dataset} {config.image_size}x{config.image_size}, width {config.width}, "
           f"device {config.device}", flush=True)
-    results = run_degradation(config, out=out, progress=not args.no_progress)
+    results = run_degradation(config, out=out, progress=not args.no_progress, resume=args.resume)
     print(degradation_table(results))
     print(f"wrote {os.path.join(out, 'results.json')} and figures to {out}/")
+    diverged = [r for r in results["runs"] if r.get("diverged")]
+    if diverged:
+        raise TrainingDiverged(
+            ", ".join(f"{r['model']} diverged at step {r.get('diverged_step')}" for r in diverged)
+            + " (the loss or the weights stopped being finite; results.json marks it diverged); "
+            "try a smaller --lr or a longer --warmup-steps")
     return 0
 
 
@@ -189,9 +286,7 @@ def cmd_gradflow(args) -> int:
     from .experiments import gradflow_table, run_gradflow
     names = [_model_name(args.model)] + [_model_name(n) for n in (args.compare or [])]
     device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
-    if args.after_steps < 0:
-        raise CLIError("--after-steps must be >= 0")
-    out = _writable_dir(args.out)
+    out = _prepare_out(args)
     results = run_gradflow(names, batch_size=args.batch_size, image_size=args.image_size,
                            device=device, seed=args.seed, after_steps=args.after_steps, out=out,
                            width=args.width, progress=not args.no_progress)
@@ -232,7 +327,11 @@ def cmd_train(args) -> int:
         args.epochs = 1
     if args.epochs is not None and args.steps is not None:
         raise CLIError("give --epochs or --steps, not both")
-    out = _writable_dir(args.out)
+    if args.dataset == "embedded" and args.batch_size > args.num_train:
+        raise CLIError(f"--batch-size {args.batch_size} is larger than the training set "
+                       f"(--num-train {args.num_train}): lower one or raise the other")
+    out = _prepare_out(args, resume_from="checkpoint.npz")
+    checkpoint = os.path.join(out, "checkpoint.npz")
     train, test = load_data(args.dataset, args.image_size, args.num_train, 2000, args.seed,
                             args.data_dir)
     manual_seed(args.seed)
@@ -242,10 +341,19 @@ def cmd_train(args) -> int:
         if args.augment else None
     history = fit(model, train, test, epochs=args.epochs, steps=args.steps,
                   optimizer=paper_optimizer(model, lr=args.lr), batch_size=args.batch_size,
-                  checkpoint=os.path.join(out, "checkpoint.npz"), resume=args.resume,
+                  checkpoint=checkpoint, resume=args.resume,
                   progress=not args.no_progress, seed=args.seed, transform=transform,
-                  warmup_steps=args.warmup_steps, device=device)
+                  warmup_steps=args.warmup_steps, device=device,
+                  settings={k: getattr(args, k) for k in _TRAIN_SETTINGS} | {"model": name})
     _write_json({"model": name, "history": history.to_dict()}, os.path.join(out, "history.json"))
+    if history.diverged:
+        kept = history.steps[-2] if len(history.steps) > 1 else None
+        raise TrainingDiverged(
+            f"training diverged at step {history.diverged_step}: the loss or the weights stopped "
+            f"being finite; "
+            + (f"{checkpoint} keeps step {kept}, the last finite state; " if kept else
+               "no checkpoint was written; ")
+            + "try a smaller --lr or a warm-up (--warmup-steps)")
     plots.save_figure(plots.training_curves_figure(
         [{"model": name, "steps": history.steps, "train_error": history.train_error}]),
         os.path.join(out, "training_error.png"))
@@ -254,6 +362,32 @@ def cmd_train(args) -> int:
           f"steps ({history.seconds:.0f} s)")
     print(f"wrote {out}/history.json, {out}/checkpoint.npz")
     return 0
+
+
+# the flags a `minires train --resume` must repeat: they shape the model, the data or the schedule
+_TRAIN_SETTINGS = ("dataset", "image_size", "width", "epochs", "steps", "batch_size", "lr",
+                   "warmup_steps", "num_train", "augment", "seed")
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP (a dropped SSH session) arrived: stop as Ctrl-C does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise _Stopped(signum)
+
+
+def _remove_new_empty_out(args) -> None:
+    """A run that failed before writing anything leaves no empty --out folder behind."""
+    if getattr(args, "created_out", False):
+        try:
+            os.rmdir(args.out)          # only if empty
+        except OSError:
+            pass
 
 
 def main(argv=None) -> int:
@@ -265,23 +399,32 @@ def main(argv=None) -> int:
     tune_host_allocator()   # recycle host memory between training steps (minires.host_allocator)
     handler = {"degradation": cmd_degradation, "gradflow": cmd_gradflow,
                "responses": cmd_responses, "train": cmd_train}[args.command]
+    stops = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)] \
+        if threading.current_thread() is threading.main_thread() else []
+    previous = {s: signal.signal(getattr(signal, s), _stop) for s in stops}
     try:
-        return handler(args)
-    except CLIError as exc:
+        # overflow and 0/0 in a diverging run: the loop notices and says so in one line
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return handler(args)
+    except MiniresError as exc:
+        _remove_new_empty_out(args)
         print(f"minires {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, PermissionError) as exc:
-        print(f"minires {args.command}: error: {exc}", file=sys.stderr)
+    except OSError as exc:          # the file system said no (a full disk, a read-only folder)
+        _remove_new_empty_out(args)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"minires {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"minires {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        if type(exc).__name__ in ("DeviceError", "DatasetError", "CheckpointError") or \
-                "cifar" in str(exc).lower():
-            print(f"minires {args.command}: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except (KeyboardInterrupt, _Stopped) as exc:
+        signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+        kept = f"; what was finished and the last checkpoint are kept in {args.out}: continue " \
+            f"with --resume" if hasattr(args, "resume") else ""
+        print(f"minires {args.command}: stopped by {signal.Signals(signum).name}{kept}",
+              file=sys.stderr)
+        return 128 + signum
+    finally:
+        for s, handler_before in previous.items():
+            signal.signal(getattr(signal, s), handler_before)
 
 
 if __name__ == "__main__":  # pragma: no cover

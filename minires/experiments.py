@@ -7,10 +7,18 @@
 * :func:`run_responses`: the paper's Figure 7 on the nets a degradation run trained.
 
 Both write ``results.json`` / ``gradflow.json`` (schemas in the docs) and PNG figures to ``out``.
+The JSON is strict (``NaN`` and infinities, which JSON does not have, are written as ``null``).
+
+A degradation run survives interruption: ``results.json`` is rewritten (atomically) after every
+finished run, each run keeps a checkpoint under ``out/checkpoints/`` while it trains, and
+``run_degradation(config, out, resume=True)`` skips the finished runs and continues the
+interrupted one from its last checkpoint, ending with the results an uninterrupted run would have
+written.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -20,6 +28,7 @@ from .data.embedded import load_embedded
 from .data.loader import DataLoader
 from .data.transforms import Compose, PerPixelMean, RandomCrop, RandomHorizontalFlip
 from .diagnostics import measure_gradient_flow, plots
+from .errors import NothingToResumeError, UsageError
 from .random import manual_seed
 from .serialization import load, save
 from .train import fit, paper_optimizer
@@ -71,9 +80,9 @@ def load_data(dataset: str, image_size: int, num_train: int, num_test: int, seed
     elif dataset == "cifar10":
         train, test = load_cifar10(root=data_dir)
         if image_size != 32:
-            raise ValueError("CIFAR-10 images are 32x32; use --image-size 32 with cifar10")
+            raise UsageError("CIFAR-10 images are 32x32; use --image-size 32 with cifar10")
     else:
-        raise ValueError(f"unknown dataset {dataset!r}: use 'embedded' or 'cifar10'")
+        raise UsageError(f"unknown dataset {dataset!r}: use 'embedded' or 'cifar10'")
     mean = PerPixelMean().fit(train.images)
     train.images = mean(train.images)
     test.images = mean(test.images)
@@ -88,17 +97,34 @@ def _count_params(model) -> int:
 
 
 def run_degradation(config: DegradationConfig, out: str = "minires-out/degradation",
-                    progress: bool = True, log=None) -> dict:
-    """Train plain-d and ResNet-d for each depth d; write results.json and figures to ``out``."""
+                    progress: bool = True, log=None, resume: bool = False) -> dict:
+    """Train plain-d and ResNet-d for each depth d; write results.json and figures to ``out``.
+
+    ``results.json`` is rewritten after every finished run and each run's trained weights are
+    saved at once (:func:`trained_model_path`), so an interruption loses at most the run in
+    progress, and not even that: it checkpoints itself under ``out/checkpoints/`` at every
+    evaluation. With ``resume=True`` the runs that ``results.json`` lists are skipped and the
+    interrupted one continues from its checkpoint; the settings must be the ones it was started
+    with. A run whose loss or weights stop being finite is recorded as ``diverged`` (with the
+    step) and the next run starts."""
     log = log or _log
     backend.get_array_module(config.device)      # fail early on an unavailable device
-    os.makedirs(out, exist_ok=True)
+    settings = _degradation_settings(config)
+    results_path = os.path.join(out, "results.json")
+    runs = _resumable_runs(out, settings) if resume else []
     train, test = load_data(config.dataset, config.image_size, config.num_train,
                             config.num_test, config.seed, config.data_dir)
+    if len(train) < config.batch_size:
+        raise UsageError(f"batch size {config.batch_size} is larger than the {len(train)} "
+                         f"training images: lower --batch-size or raise --num-train")
+    os.makedirs(out, exist_ok=True)
+    results = {"settings": settings, "runs": runs}
+    _write_json(results, results_path)            # the settings, before the first run ends
     transform = Compose([RandomCrop(config.image_size, padding=4), RandomHorizontalFlip()]) \
         if config.augment else None
     eval_every = config.eval_every or max(1, config.steps // 4)
-    runs, flows = [], []
+    finished = {r["model"] for r in runs}
+    flows = []
     for depth in config.depths:
         for residual in (False, True):
             manual_seed(config.seed)
@@ -111,26 +137,41 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
                 train, batch_size=min(config.batch_size, 128), shuffle=True,
                 seed=config.seed + 1, device=config.device)))
             flows.append(measure_gradient_flow(model, probe_images, probe_labels))
-            log(f"training {model.name} ({_count_params(model):,} parameters) for "
-                f"{config.steps} steps on {config.device}")
+            checkpoint = os.path.join(out, "checkpoints", f"{model.name}.npz")
+            if model.name in finished:
+                log(f"{model.name}: finished before, kept from {results_path}")
+                _remove_if_exists(checkpoint)
+                continue
+            resuming = resume and os.path.exists(checkpoint)
+            log(f"{'resuming' if resuming else 'training'} {model.name} "
+                f"({_count_params(model):,} parameters) for {config.steps} steps on "
+                f"{config.device}")
             history = fit(model, loader, test, steps=config.steps, eval_every=eval_every,
                           warmup_steps=config.warmup_steps, lr_decay=config.lr_decay,
                           progress=progress,
                           seed=config.seed, batch_size=config.batch_size,
-                          optimizer=paper_optimizer(model, lr=config.lr), desc=model.name)
-            log(f"  {model.name}: training error {history.final_train_error:.1f}%, test error "
-                f"{history.final_test_error:.1f}% ({history.seconds:.0f} s)"
-                + (" - diverged" if history.diverged else ""))
+                          optimizer=paper_optimizer(model, lr=config.lr), desc=model.name,
+                          checkpoint=checkpoint, resume=resume,
+                          settings={"model": model.name, **settings})
+            if history.diverged:
+                log(f"  {model.name}: diverged at step {history.diverged_step} (the loss or the "
+                    f"weights stopped being finite); its curves stop there")
+            else:
+                log(f"  {model.name}: training error {history.final_train_error:.1f}%, test "
+                    f"error {history.final_test_error:.1f}% ({history.seconds:.0f} s)")
             runs.append({"model": model.name, "depth": depth, "residual": residual,
                          "shortcut": config.shortcut if residual else None,
                          "params": _count_params(model), "steps": history.steps,
                          "train_error": history.train_error, "test_error": history.test_error,
                          "train_loss": history.train_loss, "seconds": round(history.seconds, 2),
-                         "diverged": history.diverged})
-            # each finished run is kept at once: its trained weights, and the results so far
-            save(model.state_dict(), trained_model_path(out, model.name))
-            results = {"settings": _degradation_settings(config), "runs": runs}
-            _write_json(results, os.path.join(out, "results.json"))
+                         "diverged": history.diverged, "diverged_step": history.diverged_step})
+            # each finished run is kept at once: its trained weights (unless they are not
+            # finite), then the results so far; only then is its checkpoint dropped
+            if not history.diverged:
+                save(model.state_dict(), trained_model_path(out, model.name))
+            _write_json(results, results_path)
+            _remove_if_exists(checkpoint)
+    _remove_empty_folder(os.path.join(out, "checkpoints"))
     plots.save_figure(plots.training_curves_figure(runs),
                       os.path.join(out, "training_error.png"))
     plots.save_figure(plots.training_curves_figure(runs, "test_error",
@@ -139,6 +180,40 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
     plots.save_figure(plots.gradient_norms_figure(flows),
                       os.path.join(out, "gradient_norms_at_init.png"))
     return results
+
+
+def _resumable_runs(out: str, settings: dict) -> list:
+    """The finished runs that ``out/results.json`` lists, after checking that they were made
+    with ``settings``."""
+    path = os.path.join(out, "results.json")
+    if not os.path.exists(path):
+        raise NothingToResumeError(f"nothing to resume: {path} does not exist (a mistyped "
+                                   f"--out?); run without --resume to start")
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+        runs, saved = list(previous["runs"]), dict(previous["settings"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot resume from {path}: it is not a results file of minires "
+                         f"degradation ({exc}); use --overwrite to start again") from None
+    wanted = json.loads(json.dumps(settings))         # as it reads back from the file
+    differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if differ:
+        was = ", ".join(f"{k} {saved.get(k)!r}" for k in differ)
+        now = ", ".join(f"{k} {wanted.get(k)!r}" for k in differ)
+        raise UsageError(f"cannot resume {out}: its runs were made with {was}, this one asks "
+                         f"for {now}; resume with the same flags, or --overwrite to start again")
+    return runs
+
+
+def _remove_if_exists(path: str) -> None:
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def _remove_empty_folder(path: str) -> None:
+    if os.path.isdir(path) and not os.listdir(path):
+        os.rmdir(path)
 
 
 def _degradation_settings(config: DegradationConfig) -> dict:
@@ -167,8 +242,11 @@ def load_trained_model(out: str, name: str, device: str = "cpu"):
         results = json.load(f)
     run = next((r for r in results["runs"] if r["model"] == name), None)
     if run is None:
-        raise ValueError(f"{out} holds no trained {name} (it has "
+        raise UsageError(f"{out} holds no trained {name} (it has "
                          f"{', '.join(r['model'] for r in results['runs']) or 'none'})")
+    if run.get("diverged"):
+        raise UsageError(f"{name} diverged in {out} (at step {run.get('diverged_step')}); no "
+                         f"trained weights were kept")
     settings = results["settings"]
     model = models.cifar_resnet(run["depth"], residual=run["residual"],
                                 shortcut=run["shortcut"] or settings.get("shortcut", "A"),
@@ -183,16 +261,22 @@ def degradation_table(results: dict) -> str:
     by = {(r["depth"], r["residual"]): r for r in results["runs"]}
     depths = sorted({r["depth"] for r in results["runs"]})
 
+    def number(values):
+        value = values[-1] if values else None
+        return "-" if value is None or not math.isfinite(value) else f"{value:.1f}"
+
     def cell(r):
         if r is None:
             return "-"
-        test = f"{r['test_error'][-1]:.1f}" if r["test_error"] else "-"
         mark = " (diverged)" if r.get("diverged") else ""
-        return f"{r['train_error'][-1]:5.1f} / {test:>5}{mark}"
-    lines = ["final error, % (train / test)", f"{'layers':>8} | {'plain':>18} | {'ResNet':>18}",
-             "-" * 51]
-    for d in depths:
-        lines.append(f"{d:>8} | {cell(by.get((d, False))):>18} | {cell(by.get((d, True))):>18}")
+        return f"{number(r['train_error']):>5} / {number(r['test_error']):>5}{mark}"
+    cells = [(d, cell(by.get((d, False))), cell(by.get((d, True)))) for d in depths]
+    width = max([18] + [len(c) for _, p, r in cells for c in (p, r)])   # "(diverged)" widens
+    lines = ["final error, % (train / test)",
+             f"{'layers':>8} | {'plain':>{width}} | {'ResNet':>{width}}",
+             "-" * (8 + 2 * width + 6)]
+    for d, plain, resnet in cells:
+        lines.append(f"{d:>8} | {plain:>{width}} | {resnet:>{width}}")
     return "\n".join(lines)
 
 
@@ -208,12 +292,13 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
                  dataset: str = "embedded", width: int = 16, progress: bool = True,
                  log=None) -> dict:
     """Gradient flow of each model on one batch, at initialisation (``after_steps=0``) or after K
-    training steps; writes gradflow.json and figures to ``out``."""
+    training steps (on a pool of ``max(2048, batch_size)`` images, reshuffled every epoch, so
+    memory does not grow with K); writes gradflow.json and figures to ``out``."""
     log = log or _log
     backend.get_array_module(device)
     os.makedirs(out, exist_ok=True)
-    train, _ = load_data(dataset, image_size, max(batch_size * max(after_steps, 1), 2048),
-                         16, seed)
+    # a fixed pool of images, reshuffled every epoch by the loader: memory does not grow with K
+    train, _ = load_data(dataset, image_size, max(batch_size, 2048), 16, seed)
     result_models, flows = {}, []
     for name in model_names:
         manual_seed(seed)
@@ -324,8 +409,27 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
+def _json_safe(obj):
+    """``obj`` with every NaN or infinity replaced by None (JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _write_json(obj, path: str) -> None:
+    """Write ``obj`` as strict JSON, atomically (a temporary file renamed over ``path``)."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=True)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(_json_safe(obj), f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:           # an error or Ctrl-C: the old file stays, no temporary
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -7,26 +7,30 @@ entry named ``__minires__``. Loading uses ``allow_pickle=False``, so a checkpoin
 
 Writes are atomic: the file is written next to its destination under a temporary name, flushed
 to disk, then renamed over the destination, so an interrupted save never leaves a half-written
-checkpoint where a good one was.
+checkpoint where a good one was. A process killed during a save (``kill -9``) cannot remove its
+temporary file; the next save to the same destination removes such leftovers.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
+import time
 import zipfile
 
 import numpy
 
 from . import backend
 from .autograd import Tensor
+from .errors import CheckpointError
 
 FORMAT = "minires-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
-    """A file that is not a readable minires checkpoint."""
+_TMP_PREFIX = ".tmp-"
+_STALE_AFTER_S = 60.0       # a temporary file this old belongs to no save still running
 
 
 def _encode(obj, arrays: dict):
@@ -82,7 +86,9 @@ def save(obj, path) -> None:
     meta = numpy.frombuffer(json.dumps(structure).encode("utf-8"), dtype=numpy.uint8)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    _remove_stale_temporaries(folder, os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.path.basename(path)}.", suffix=".npz",
+                               dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             numpy.savez(f, __minires__=meta, **arrays)
@@ -96,6 +102,19 @@ def save(obj, path) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Remove what a killed save to ``folder/name`` left behind: its temporary files, once they
+    are old enough that no save still running can own them."""
+    now = time.time()
+    pattern = os.path.join(glob.escape(folder), f"{_TMP_PREFIX}{glob.escape(name)}.*.npz")
+    for tmp in glob.glob(pattern):
+        try:
+            if now - os.path.getmtime(tmp) > _STALE_AFTER_S:
+                os.remove(tmp)
+        except OSError:          # gone already, or not ours to remove: leave it
+            pass
 
 
 def load(path, map_location=None):
@@ -114,6 +133,9 @@ def load(path, map_location=None):
             arrays = {k: npz[k] for k in npz.files if k != "__minires__"}
     except CheckpointError:
         raise
+    except RecursionError:   # JSON nested deeper than any state dict: a crafted file
+        raise CheckpointError(f"load: {path} is not a minires checkpoint (its structure is "
+                              f"nested too deeply to be one)") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError,
             json.JSONDecodeError) as exc:
         raise CheckpointError(f"load: {path} is not a readable minires checkpoint (truncated, "
@@ -132,3 +154,6 @@ def load(path, map_location=None):
     except (KeyError, TypeError, ValueError) as exc:   # e.g. an entry naming a missing array
         raise CheckpointError(f"load: {path} is a damaged minires checkpoint (its structure "
                               f"does not match its arrays: {exc!r})") from None
+    except RecursionError:   # a structure nested deeper than any state dict: a crafted file
+        raise CheckpointError(f"load: {path} is not a minires checkpoint (its structure is "
+                              f"nested too deeply to be one)") from None

@@ -14,6 +14,11 @@ since the last record, as the paper's training curves do), evaluates on the test
 (running batch-norm statistics, no graph), calls the callbacks, and writes the checkpoint.
 A checkpoint holds everything needed to continue exactly: model, optimiser, schedule, step, the
 data loader's position, the random state and the history so far.
+
+A run **diverges** when the loss or a parameter stops being finite. The loop finds out at the next
+record (the per-step losses are kept on the device until then, so no step waits for the GPU),
+names the first step whose loss was not finite, and stops without writing the checkpoint: the file
+keeps the last state that was finite.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from . import backend, random as mr_random, serialization
 from .autograd import Tensor, no_grad
 from .data.loader import DataLoader
 from .host_allocator import tune_host_allocator
+from .errors import CheckpointError
 from .nn import functional as F
 from .optim import SGD
 from .optim.lr_scheduler import LinearLR, MultiStepLR, SequentialLR
@@ -44,13 +50,15 @@ class History:
     lr: list[float] = field(default_factory=list)
     seconds: float = 0.0
     diverged: bool = False
+    diverged_step: int | None = None   # the first step whose loss (or update) was not finite
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        return cls(**{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()})
+        return cls(**{k: ([math.nan if x is None else x for x in v]
+                          if isinstance(v, (list, tuple)) else v) for k, v in d.items()})
 
     @property
     def final_train_error(self) -> float:
@@ -136,7 +144,8 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
         eval_every: int | None = None, callbacks=(), checkpoint: str | None = None,
         resume: bool = False, progress: bool = True, seed: int = 0, device=None,
         transform=None, warmup_steps: int = 0, lr_decay: bool = True,
-        eval_batches: int | None = None, desc: str | None = None) -> History:
+        eval_batches: int | None = None, desc: str | None = None,
+        settings: dict | None = None) -> History:
     """Train ``model`` on ``train_data`` (a dataset or a :class:`~minires.data.DataLoader`).
 
     Give ``steps`` or ``epochs``. Defaults follow the paper: SGD with lr 0.1, momentum 0.9,
@@ -147,7 +156,13 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     called as ``callback(step, model, metrics)``, and ``checkpoint`` (a path) is written. A
     callback may also define ``on_after_backward(step, model)`` and ``on_after_step(step, model)``,
     called at every step. With ``resume=True`` and an existing checkpoint, training continues from
-    it exactly where it stopped.
+    it exactly where it stopped; ``settings`` (a dict of numbers and strings describing the run,
+    e.g. the model name and width) is stored in the checkpoint, and resuming with other settings,
+    or from a checkpoint of another model, raises :class:`~minires.errors.CheckpointError`.
+
+    A non-finite loss or parameter ends the run early: the history is marked ``diverged``, with
+    ``diverged_step`` the first step whose loss was not finite, and the checkpoint is not
+    overwritten, so it holds the last finite state.
     """
     tune_host_allocator()   # recycle host memory between steps (MINIRES_TUNE_MALLOC=0: don't)
     if device is not None:
@@ -178,14 +193,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     step = 0
     mr_random.manual_seed(seed)
     if checkpoint and resume and os.path.exists(checkpoint):
-        state = serialization.load(checkpoint, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        loader.load_state_dict(state["loader"])
-        mr_random.set_rng_state(state["rng"])
-        history = History.from_dict(state["history"])
-        step = int(state["step"])
+        history, step = _resume(checkpoint, device, settings, model, optimizer, scheduler, loader)
 
     bar = None
     if progress_enabled(progress):
@@ -195,6 +203,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     model.train()
     run_loss = run_wrong = None
     run_count = 0
+    step_losses = []        # this record's per-step losses, on the device: who went non-finite
     started = time.perf_counter() - history.seconds
 
     def batches():
@@ -217,6 +226,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
             for cb in callbacks:
                 _call(cb, "on_after_step", step, model)
             with no_grad():
+                step_losses.append(loss.array)
                 batch_loss = loss.array * labels.shape[0]
                 wrong = (logits.array.argmax(axis=1) != labels.array).sum()
                 run_loss = batch_loss if run_loss is None else run_loss + batch_loss
@@ -237,8 +247,6 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
                                       device=device, max_batches=eval_batches)
                     history.test_loss.append(tl)
                     history.test_error.append(te)
-                run_loss = run_wrong = None
-                run_count = 0
                 history.seconds = time.perf_counter() - started
                 metrics = {k: v[-1] for k, v in history.to_dict().items()
                            if isinstance(v, list) and v}
@@ -248,17 +256,71 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
                                     err=f"{metrics['train_error']:.1f}%")
                 for cb in callbacks:
                     cb(step, model, metrics)
-                if not math.isfinite(history.train_loss[-1]):
-                    history.diverged = True
-                    break
+                bad_step = _first_nonfinite_step(step_losses, step, model)
+                run_loss = run_wrong = None
+                run_count = 0
+                step_losses = []
+                if bad_step is not None:
+                    history.diverged, history.diverged_step = True, bad_step
+                    break           # the checkpoint keeps the last finite state
                 if checkpoint:
                     serialization.save({
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "loader": loader.state_dict(),
                         "rng": mr_random.get_rng_state(), "history": history.to_dict(),
-                        "step": step}, checkpoint)
+                        "step": step, "settings": dict(settings or {})}, checkpoint)
     finally:
         if bar is not None:
             bar.close()
     history.seconds = time.perf_counter() - started
     return history
+
+
+def _first_nonfinite_step(step_losses: list, step: int, model) -> int | None:
+    """The first step among the last ``len(step_losses)`` (ending at ``step``) whose loss was not
+    finite; else ``step`` if the last update left a parameter or buffer non-finite; else None.
+    One transfer from the device."""
+    params = [t.array for t in model.state_dict().values() if t.dtype.kind == "f"]
+    if not step_losses and not params:
+        return None
+    xp = backend.array_module((step_losses or params)[0])
+    finite = xp.stack([xp.isfinite(a).all() for a in step_losses + params])
+    finite = backend.to_host(finite)
+    losses_ok, params_ok = finite[:len(step_losses)], finite[len(step_losses):]
+    if not losses_ok.all():
+        return step - len(step_losses) + 1 + int(numpy.argmin(losses_ok))
+    return None if params_ok.all() else step
+
+
+def _resume(checkpoint: str, device, settings, model, optimizer, scheduler, loader):
+    """Load ``checkpoint`` into the run's objects; ``(history, step)``. Anything that does not
+    fit (another model, width, batch size, data or settings) raises one CheckpointError."""
+    state = serialization.load(checkpoint, map_location=device)
+    fix = ("resume with the settings it was written with, or start a new run (minires: "
+           "--overwrite, or another --out)")
+    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "loader", "rng",
+                                            "history", "step"} <= set(state):
+        raise CheckpointError(f"{checkpoint} is a minires file but not a training checkpoint "
+                              f"(it lacks model/optimizer/step entries); {fix}")
+    saved = state.get("settings")          # None in a checkpoint of an older minires
+    wanted = dict(settings or {})
+    differ = [] if saved is None else \
+        sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if differ:
+        was = ", ".join(f"{k}={saved.get(k)!r}" for k in differ)
+        now = ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
+        raise CheckpointError(f"{checkpoint} was written by a run with {was}; this run has {now}; "
+                              f"{fix}")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        loader.load_state_dict(state["loader"])
+        mr_random.set_rng_state(state["rng"])
+        history = History.from_dict(state["history"])
+        step = int(state["step"])
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise CheckpointError(f"{checkpoint} does not fit this run (another model, width, "
+                              f"optimizer or batch size?): {reason}; {fix}") from None
+    return history, step

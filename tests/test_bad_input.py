@@ -246,3 +246,26 @@ def test_gradient_dtype_mismatch_message(device):
 def test_host_float64_array_meeting_float32_tensor():
     with pytest.raises(TypeError, match=r"float64.*float32.*astype"):
         t(3) + np.ones(3)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_of_an_empty_batch(device, reduction):
+    """No samples: the mean is NaN (0/0), as in PyTorch; sum 0; none an empty vector. The
+    gradient is an empty (0, K) array, not a ZeroDivisionError."""
+    logits = mr.zeros(0, 4, device=device, requires_grad=True)
+    target = mr.zeros(0, device=device, dtype=mr.int64)
+    loss = mr.nn.functional.cross_entropy(logits, target, reduction=reduction)
+    expected = {"mean": np.nan, "sum": 0.0}.get(reduction)
+    if expected is None:
+        assert loss.shape == (0,)
+        return
+    np.testing.assert_equal(loss.item(), expected)
+    loss.backward()
+    assert logits.grad.shape == (0, 4)
+    try:
+        import torch
+    except ImportError:
+        return
+    ref = torch.nn.functional.cross_entropy(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long),
+                                            reduction=reduction)
+    np.testing.assert_equal(loss.item(), ref.item())

@@ -239,3 +239,32 @@ def test_unsupported_objects_raise_type_error(tmp_path, bad):
     with pytest.raises(TypeError, match="cannot store"):
         mr.save(bad, path)
     assert os.listdir(tmp_path) == []                      # nothing written, no temp file
+
+
+@pytest.mark.parametrize("meta", [b"[" * 100000 + b"]" * 100000,
+                                  b'{"format": "minires-checkpoint", "version": 1, "object": '
+                                  + b"[" * 700 + b"]" * 700 + b"}"],
+                         ids=["json", "structure"])
+def test_deeply_nested_file_raises_checkpoint_error(tmp_path, meta):
+    """Too deep for the JSON parser, or parsed but too deep to rebuild: no RecursionError."""
+    path = tmp_path / "deep.npz"
+    np.savez(path, __minires__=np.frombuffer(meta, dtype=np.uint8))
+    with pytest.raises(CheckpointError, match="nested too deeply|not a"):
+        mr.load(path)
+
+
+def test_next_save_clears_what_a_killed_save_left(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    mr.save({"v": 1}, path)
+    stale = tmp_path / ".tmp-ckpt.npz.abc123.npz"            # as a `kill -9` mid-save leaves it
+    stale.write_bytes(b"PK half")
+    os.utime(stale, (0, 0))
+    running = tmp_path / ".tmp-ckpt.npz.def456.npz"          # a save that may still be going on
+    running.write_bytes(b"PK half")
+    other = tmp_path / ".tmp-other.npz.abc123.npz"           # another file's: not this save's
+    other.write_bytes(b"PK half")
+    os.utime(other, (0, 0))
+    mr.save({"v": 2}, path)
+    assert sorted(os.listdir(tmp_path)) == sorted([".tmp-ckpt.npz.def456.npz",
+                                                   ".tmp-other.npz.abc123.npz", "ckpt.npz"])
+    assert mr.load(path) == {"v": 2}

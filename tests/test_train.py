@@ -115,3 +115,56 @@ def test_divergence_is_reported():
     h = fit(model, _easy_data(64), steps=20, batch_size=16, eval_every=1, optimizer=opt,
             scheduler=optim.lr_scheduler.MultiStepLR(opt, [1000]), progress=False)
     assert h.diverged and h.steps[-1] < 20
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_names_the_step_and_keeps_the_last_finite_checkpoint(tmp_path):
+    """The learning rate becomes infinite after step 4: update 5 makes the weights NaN, the loss
+    of step 6 is the first that is not finite; the checkpoint stays at step 4."""
+    ck = str(tmp_path / "ck.npz")
+    mr.manual_seed(0)
+    model = models.cifar_resnet(8, width=2, num_classes=4)
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    sched = optim.lr_scheduler.MultiStepLR(opt, [4], gamma=float("inf"))
+    h = fit(model, _easy_data(64), steps=12, batch_size=16, eval_every=2, optimizer=opt,
+            scheduler=sched, progress=False, checkpoint=ck)
+    assert h.diverged and h.diverged_step == 6 and h.steps == [2, 4, 6]
+    state = mr.load(ck)
+    assert state["step"] == 4 and state["history"]["steps"] == [2, 4]
+    for key, value in state["model"].items():
+        assert np.isfinite(value.numpy()).all(), key
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_of_the_weights_alone_is_caught():
+    """The first update makes the weights NaN while the loss of that step was finite."""
+    from minires import nn
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    opt = optim.SGD(model.parameters(), lr=float("inf"))
+    h = fit(model, _easy_data(16), steps=3, batch_size=16, eval_every=1, optimizer=opt,
+            scheduler=optim.lr_scheduler.MultiStepLR(opt, [1000]), progress=False)
+    assert h.diverged and h.diverged_step == 1 and math.isfinite(h.train_loss[0])
+
+
+def test_resume_with_other_settings_or_model_is_a_checkpoint_error(tmp_path):
+    from minires.errors import CheckpointError
+    ck = str(tmp_path / "ck.npz")
+    data = _easy_data(64)
+
+    def resume(model, settings, batch_size=16):
+        fit(model, data, steps=4, batch_size=batch_size, eval_every=2, progress=False,
+            checkpoint=ck, resume=True, settings=settings)
+    resume(models.cifar_resnet(8, width=2, num_classes=4), {"width": 2})     # writes it
+    assert mr.load(ck)["settings"] == {"width": 2}
+    with pytest.raises(CheckpointError, match=r"width=2.*width=4"):
+        resume(models.cifar_resnet(8, width=4, num_classes=4), {"width": 4})
+    with pytest.raises(CheckpointError, match="does not fit.*missing keys"):
+        resume(models.cifar_resnet(14, width=2, num_classes=4), {"width": 2})
+    with pytest.raises(CheckpointError, match="does not fit.*batch_size"):
+        resume(models.cifar_resnet(8, width=2, num_classes=4), {"width": 2}, batch_size=32)
+
+
+def test_history_reads_json_nulls_back_as_nan():
+    h = History.from_dict({"steps": [1, 2], "train_loss": [0.5, None], "diverged": True,
+                           "diverged_step": 2})
+    assert h.train_loss[0] == 0.5 and math.isnan(h.train_loss[1]) and h.diverged_step == 2

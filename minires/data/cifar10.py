@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy
 
+from ..errors import MiniresError
 from .loader import TensorDataset
 
 __all__ = ["load_cifar10", "default_root", "CIFAR10_URL", "CIFAR10_MD5", "CLASSES",
@@ -64,7 +65,7 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
            "truck")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(MiniresError, RuntimeError):
     """The dataset could not be obtained (no network, no archive, bad files)."""
 
 
@@ -286,23 +287,36 @@ def load_cifar10(root=None, download: bool = True) -> tuple[TensorDataset, Tenso
     """
     root = Path(root).expanduser() if root is not None else default_root()
     folder = root / FOLDER_NAME
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"the CIFAR-10 folder {root} is a file, not a folder; give a folder "
+                           f"(--data-dir or $MINIRES_DATA)")
     if not _complete(folder):
-        archive = root / ARCHIVE_NAME
-        # read the module attributes at call time: tests (and mirrors) may replace them
-        url, md5 = CIFAR10_URL, CIFAR10_MD5
-        if archive.exists():
-            actual = _md5(archive)
-            if md5 is not None and actual != md5:
-                raise CorruptArchiveError(
-                    f"{archive} is corrupt or incomplete (md5 {actual}, expected {md5}); delete it "
-                    f"and run again to download it anew, or {_manual_hint(root)}")
-        elif download:
-            _download(url, archive, md5)
-        else:
-            raise DatasetError(f"CIFAR-10 is not in {root} and download=False; "
-                               f"{_manual_hint(root)}")
-        _extract(archive, root)
+        try:
+            _fetch_and_extract(root, download)
+        except OSError as exc:       # a read-only or full disk: say which folder, not a traceback
+            raise DatasetError(f"cannot set up CIFAR-10 in {root} ({exc.strerror or exc}: "
+                               f"{exc.filename}); give a writable folder (--data-dir or "
+                               f"$MINIRES_DATA)") from None
     return _read_split(folder, TRAIN_FILES), _read_split(folder, TEST_FILES)
+
+
+def _fetch_and_extract(root: Path, download: bool) -> None:
+    """The archive (downloaded if allowed and needed, checksum verified), extracted."""
+    archive = root / ARCHIVE_NAME
+    # read the module attributes at call time: tests (and mirrors) may replace them
+    url, md5 = CIFAR10_URL, CIFAR10_MD5
+    if archive.exists():
+        actual = _md5(archive)
+        if md5 is not None and actual != md5:
+            raise CorruptArchiveError(
+                f"{archive} is corrupt or incomplete (md5 {actual}, expected {md5}); delete it "
+                f"and run again to download it anew, or {_manual_hint(root)}")
+    elif download:
+        _download(url, archive, md5)
+    else:
+        raise DatasetError(f"CIFAR-10 is not in {root} and download=False; "
+                           f"{_manual_hint(root)}")
+    _extract(archive, root)
 
 
 def _extract(archive: Path, root: Path) -> None:

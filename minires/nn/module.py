@@ -277,13 +277,11 @@ class Module:
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
-            raise KeyError(
-                f"load_state_dict for {type(self).__name__}: "
-                + (f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
-                   if missing else "")
-                + (f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
-                   if unexpected else "")
-                + " (is it a checkpoint of another model?)")
+            problems = [f"{what} keys {keys[:10]}{' ...' if len(keys) > 10 else ''}"
+                        for what, keys in (("missing", missing), ("unexpected", unexpected))
+                        if keys]
+            raise KeyError(f"load_state_dict for {type(self).__name__}: {'; '.join(problems)} "
+                           f"(is it a checkpoint of another model?)")
         mismatched = []
         for k, target in own.items():
             if k not in state_dict:

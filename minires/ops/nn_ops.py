@@ -241,6 +241,9 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
         if lo < 0 or hi >= input.shape[1]:
             raise ValueError(f"{op}: target values must be in [0, {input.shape[1] - 1}] for "
                              f"{input.shape[1]} classes, got values from {lo} to {hi}")
+    if reduction == "mean" and input.shape[0] == 0:
+        # the mean of no losses is 0/0: NaN, as in PyTorch (and a zero gradient of shape (0, K))
+        return CrossEntropy.apply(input, target, reduction="sum") * float("nan")
     return CrossEntropy.apply(input, target, reduction=reduction)
 
 
