@@ -33,9 +33,15 @@ float64 = numpy.dtype(numpy.float64)
 int32 = numpy.dtype(numpy.int32)
 int64 = numpy.dtype(numpy.int64)
 bool_ = numpy.dtype(numpy.bool_)
+_TYPE_NAMES = {}  # filled below
 _DTYPE_NAMES = {"float16": float16, "half": float16, "float32": float32, "float": float32,
                 "float64": float64, "double": float64, "int32": int32, "int64": int64,
                 "long": int64, "bool": bool_}
+
+
+_TYPE_DTYPES = {"FloatTensor": float32, "DoubleTensor": float64, "HalfTensor": float16,
+                "LongTensor": int64, "IntTensor": int32, "BoolTensor": bool_}
+_TYPE_NAMES.update({v: k for k, v in _TYPE_DTYPES.items()})
 
 
 def as_dtype(dtype: Any) -> numpy.dtype:
@@ -103,6 +109,11 @@ class Function:
 
     __slots__ = ("inputs", "saved_tensors", "needs_input_grad", "freed", "__dict__")
 
+    # Which tensors the backward reads (for the in-place check, see ``Tensor._version``): the
+    # inputs' values (most ops) and/or the output's (exp, sqrt, relu, sigmoid, tanh).
+    saves_inputs = True
+    saves_output = False
+
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
 
@@ -115,6 +126,20 @@ class Function:
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def next_functions(self) -> tuple:
+        """``(node, 0)`` per input, as in PyTorch: the input's ``grad_fn``, an
+        :class:`AccumulateGrad` for a leaf that requires grad, else ``(None, 0)``."""
+        out = []
+        for a in getattr(self, "inputs", ()):
+            if not isinstance(a, Tensor):
+                continue                        # options such as a reduction's axes
+            if a._ctx is not None:
+                out.append((a._ctx, 0))
+            else:
+                out.append((AccumulateGrad(a) if a.requires_grad else None, 0))
+        return tuple(out)
 
     @classmethod
     def apply(cls, *args, **kwargs) -> "Tensor":
@@ -142,10 +167,73 @@ class Function:
             fn.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
             fn.freed = False
             result._ctx = fn
+            fn.versions = _record_versions(cls, args, result)
         return result
 
     def __repr__(self):
         return f"<{self.name}>"
+
+
+class AccumulateGrad:
+    """The node a leaf's gradient ends in (``grad_fn.next_functions`` shows it, as PyTorch)."""
+
+    def __init__(self, variable: "Tensor"):
+        self.variable = variable
+        self.next_functions = ()
+
+    @property
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
+
+
+def _record_versions(cls, args, result) -> tuple:
+    """The version of every tensor whose value the node's backward depends on: its saved inputs
+    (``cls.saves_inputs``), every input that requires grad (the graph runs through that tensor
+    object, so rebinding it by an in-place op would misroute the gradient) and its output when
+    the backward reads it (``cls.saves_output``)."""
+    seen = [(a._version, a._version[0]) for a in args
+            if isinstance(a, Tensor) and (cls.saves_inputs or a.requires_grad)]
+    if cls.saves_output:
+        seen.append((result._version, result._version[0]))
+    return tuple(seen)
+
+
+def _check_versions(ctx) -> None:
+    """Refuse to backward through a node whose saved tensors were changed in place since the
+    forward (PyTorch's version-counter check): the gradient would be silently wrong."""
+    for counter, version in getattr(ctx, "versions", ()):
+        if counter[0] != version:
+            raise RuntimeError(
+                f"one of the tensors needed for the gradient of {ctx.name} has been modified by "
+                f"an in-place operation (it is at version {counter[0]}, expected {version}); "
+                f"use the out-of-place op (x = x + y, not x += y or x.add_(y)), or .clone() "
+                f"the tensor before changing it")
+
+
+# ---------------------------------------------------------------------------------------------
+# Size
+# ---------------------------------------------------------------------------------------------
+
+class Size(tuple):
+    """A tensor's shape: a tuple that prints as ``minires.Size([2, 3])`` (``torch.Size``)."""
+
+    def __repr__(self):
+        return f"minires.Size({list(self)})"
+
+    __str__ = __repr__
+
+    def __format__(self, spec):
+        # inside f-strings (every error message of minires) a shape reads as the tuple it is
+        return tuple.__repr__(self).__format__(spec)
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,14 +247,25 @@ class Tensor:
     that require grad record the graph that ``backward()`` walks.
     """
 
+    # ``_version``: a one-element list counting the in-place changes of this tensor's value,
+    # shared with its ``detach()``-ed aliases (as PyTorch's version counter); a node records the
+    # versions it depends on and backward refuses to run when one changed (``_check_versions``).
     __slots__ = ("array", "requires_grad", "grad", "_ctx", "_retains_grad", "_hooks", "_name",
-                 "__weakref__")
+                 "_version", "__weakref__")
     __array_priority__ = 1000
     __array_ufunc__ = None       # `numpy_array + tensor` gives Tensor.__radd__, not an object array
 
-    def __init__(self, data, requires_grad: bool = False):
+    def __init__(self, data=None, *sizes, requires_grad: bool = False):
         if isinstance(data, Tensor):
             data = data.array
+        elif isinstance(data, (list, tuple)) or data is None:
+            # ``mr.Tensor([1, 2])``: float32 values, as ``torch.Tensor``; ``mr.Tensor(2, 3)``
+            # (sizes) gives zeros where PyTorch leaves the memory uninitialised
+            data = numpy.asarray([] if data is None else data, dtype=float32)
+        elif isinstance(data, (int, numpy.integer)) and not isinstance(data, bool):
+            data = numpy.zeros((int(data), *(int(s) for s in sizes)), dtype=float32)
+        if sizes and not isinstance(data, numpy.ndarray):
+            raise TypeError("Tensor(): sizes follow only an int size, e.g. Tensor(2, 3)")
         backend.device_of_array(data)  # raises for anything that is not an array of a device
         self.array = data
         self.requires_grad = bool(requires_grad)
@@ -177,6 +276,7 @@ class Tensor:
         self._retains_grad = False
         self._hooks: list | None = None
         self._name = None
+        self._version = [0]
 
     @classmethod
     def _wrap(cls, array, requires_grad=False) -> "Tensor":
@@ -188,6 +288,7 @@ class Tensor:
         t._retains_grad = False
         t._hooks = None
         t._name = None
+        t._version = [0]
         return t
 
     # --- attributes ---
@@ -204,8 +305,8 @@ class Tensor:
         self.array = array
 
     @property
-    def shape(self) -> tuple:
-        return tuple(self.array.shape)
+    def shape(self) -> Size:
+        return Size(self.array.shape)
 
     @property
     def dtype(self) -> numpy.dtype:
@@ -234,6 +335,22 @@ class Tensor:
 
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
+
+    def type(self, dtype=None):
+        """Without an argument, the type name (``'minires.FloatTensor'``); with a dtype or a
+        name such as ``'torch.LongTensor'``, the tensor converted to it (``.to(dtype)``)."""
+        if dtype is None:
+            return f"minires.{_TYPE_NAMES.get(self.dtype, self.dtype.name)}"
+        if isinstance(dtype, str) and dtype.rsplit(".", 1)[-1] in _TYPE_DTYPES:
+            dtype = _TYPE_DTYPES[dtype.rsplit(".", 1)[-1]]
+        return self.to(as_dtype(dtype))
+
+    def __index__(self) -> int:
+        # `classes[labels[j]]`: a one-element integer tensor indexes like a Python int
+        if self.dtype.kind not in "iu" or self.array.size != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an "
+                            f"index, this one has dtype {self.dtype} and shape {self.shape}")
+        return int(self.item())
 
     def dim(self) -> int:
         return self.ndim
@@ -291,8 +408,11 @@ class Tensor:
 
     # --- graph handling ---
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph (shares memory)."""
-        return Tensor._wrap(self.array)
+        """The same data, cut from the graph (shares memory and, unlike ``.data``, the version
+        counter: changing it in place is caught by backward, as in PyTorch)."""
+        t = Tensor._wrap(self.array)
+        t._version = self._version
+        return t
 
     def detach_(self) -> "Tensor":
         self._ctx = None
@@ -373,9 +493,8 @@ class Tensor:
     def cuda(self, index: int = 0) -> "Tensor":
         return self.to(f"cuda:{index}")
 
-    def zero_(self) -> "Tensor":
-        self.array[...] = 0
-        return self
+    # In-place methods (``add_``, ``zero_``, ``x += y`` ...) are attached by ``minires.ops``
+    # (``ops/inplace.py``): they are operations like the others.
 
 
 class _HookHandle:
@@ -493,6 +612,7 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                     node.grad.array += g      # in place, as PyTorch accumulates into .grad
             if ctx is None:
                 continue
+            _check_versions(ctx)
             input_grads = ctx.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)

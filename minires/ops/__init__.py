@@ -10,7 +10,7 @@ from .elementwise import (abs, add, cast, clamp, div, eq, exp, ge, gt, identity,
 from .linalg import linear, matmul
 from .nn_ops import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, cross_entropy, dropout,
                      log_softmax, max_pool2d, mse_loss, nll_loss, softmax)
-from .reduce import amax, argmax, max, mean, min, sum
-from .shape import (cat, flatten, getitem, pad, permute, reshape, squeeze, stack, transpose,
-                    unsqueeze, view, zero_pad_shortcut)
+from .reduce import amax, argmax, argmin, max, mean, min, sum, topk
+from .shape import (cat, expand, flatten, getitem, pad, permute, reshape, squeeze, stack,
+                    transpose, unsqueeze, view, zero_pad_shortcut)
 from . import methods as _methods  # noqa: F401  (attaches the Tensor methods)

@@ -128,6 +128,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
 # --- pooling ---
 
 class MaxPool2d(Function):
+    saves_inputs = False
+
     def forward(self, x, kernel_size, stride, padding):
         y, self.cache = pool_kernel.max_pool2d_forward(x, kernel_size, stride, padding)
         return y
@@ -137,6 +139,8 @@ class MaxPool2d(Function):
 
 
 class AvgPool2d(Function):
+    saves_inputs = False
+
     def forward(self, x, kernel_size, stride, padding):
         y, self.cache = pool_kernel.avg_pool2d_forward(x, kernel_size, stride, padding)
         return y
@@ -146,6 +150,8 @@ class AvgPool2d(Function):
 
 
 class AdaptiveAvgPool2d(Function):
+    saves_inputs = False
+
     def forward(self, x, output_size):
         y, self.cache = pool_kernel.adaptive_avg_pool2d_forward(x, output_size)
         return y
@@ -191,6 +197,8 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
 # --- losses ---
 
 class LogSoftmax(Function):
+    saves_inputs, saves_output = False, True
+
     def forward(self, x, axis):
         y = loss_kernel.log_softmax(x, axis)
         self.save_for_backward(y)
@@ -275,6 +283,8 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 class Dropout(Function):
+    saves_inputs = False
+
     def forward(self, x, mask, scale):
         self.mask = mask * scale
         return x * self.mask
