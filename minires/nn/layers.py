@@ -1,9 +1,10 @@
 """The layers of DESIGN section 1, each a small ``Module`` around a functional op.
 
-Conv2d is He-initialised (``kaiming_normal_``, fan_in, ReLU gain) with zero bias, the
-initialisation of the ResNet paper; Linear takes PyTorch's default weight with a zero bias (see
-``Linear.reset_parameters``); BatchNorm2d starts at weight 1, bias 0, running mean 0 and running
-variance 1, as in PyTorch.
+Conv2d and Linear start as PyTorch's do (``reset_parameters``): weight ``kaiming_uniform_`` with
+``a = sqrt(5)``, i.e. uniform in +-1/sqrt(fan_in), and bias uniform in +-1/sqrt(fan_in); so a
+PyTorch program behaves the same under minires. The ResNet paper's He initialisation is applied
+explicitly by the models (:func:`minires.models.resnet.init_he_`), as torchvision's ResNet does.
+BatchNorm2d starts at weight 1, bias 0, running mean 0 and running variance 1, as in PyTorch.
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ def _param(shape, dtype, device):
     return Parameter(creation.zeros(*shape, dtype=dtype, device=device).array)
 
 
-class _HeInitialised(Module):
-    """A layer with a weight and an optional bias: He-initialised weight, zero bias (a subclass
-    may choose another ``reset_parameters``)."""
+class _WeightAndBias(Module):
+    """A layer with a weight (output dim first) and an optional bias, initialised as PyTorch's
+    Conv2d and Linear are (see the module docstring)."""
 
     def _create_parameters(self, weight_shape, bias: bool, dtype, device):
         self.weight = _param(weight_shape, dtype, device)
@@ -40,12 +41,14 @@ class _HeInitialised(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            init.zeros_(self.bias)
+            fan_in = math.prod(self.weight.shape[1:])
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
 
 
-class Conv2d(_HeInitialised):
+class Conv2d(_WeightAndBias):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, dtype=None, device=None):
         super().__init__()
@@ -75,22 +78,12 @@ class Conv2d(_HeInitialised):
         return s
 
 
-class Linear(_HeInitialised):
+class Linear(_WeightAndBias):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None,
                  device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._create_parameters((out_features, in_features), bias, dtype, device)
-
-    def reset_parameters(self):
-        # Not He: no ReLU follows a classifier, and ReLU's gain of 2 doubled the variance of the
-        # logits. In a deep ResNet the features reaching the fc layer are already large (every
-        # block adds to them): with He init ResNet-56 started at a loss of 7.6, not ln 10 = 2.3,
-        # and spent its first hundred steps recovering. So PyTorch's default for the weight,
-        # uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with a=sqrt(5)), and a zero bias.
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            init.zeros_(self.bias)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -156,9 +149,13 @@ class BatchNorm1d(_BatchNorm):
 class ReLU(Module):
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x):
-        return F.relu(x)
+        return F.relu(x, inplace=self.inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
 
 
 class Sigmoid(Module):

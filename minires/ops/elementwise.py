@@ -358,6 +358,10 @@ def abs(x):
 
 
 def relu(x, inplace: bool = False):
+    """``max(x, 0)``; with ``inplace=True`` x itself is changed (``x.relu_()``, with the rules of
+    :mod:`minires.ops.inplace`: a leaf that requires grad refuses it) and returned."""
+    if inplace:
+        return x.relu_()
     return ReLU.apply(x)
 
 
