@@ -649,6 +649,13 @@ def grad(outputs: Tensor, inputs: Sequence[Tensor], grad_outputs=None,
                  for t in inputs)
 
 
+def Variable(data, requires_grad: bool = False, volatile: bool = False) -> Tensor:
+    """The old ``torch.autograd.Variable`` (merged into Tensor since PyTorch 0.4): a leaf tensor
+    sharing ``data``'s memory. ``volatile`` is accepted and ignored (use ``mr.no_grad()``)."""
+    array = data.array if isinstance(data, Tensor) else Tensor(data).array
+    return Tensor(array, requires_grad=requires_grad)
+
+
 def iter_tensors(obj) -> Iterable[Tensor]:
     if isinstance(obj, Tensor):
         yield obj
