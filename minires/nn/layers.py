@@ -55,16 +55,18 @@ class Conv2d(_WeightAndBias):
         if in_channels <= 0 or out_channels <= 0:
             raise ValueError(f"Conv2d: channels must be positive, got {in_channels}, "
                              f"{out_channels}")
-        if groups != 1:
-            raise NotImplementedError("Conv2d: only groups=1 is implemented")
-        self.in_channels, self.out_channels = in_channels, out_channels
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
-        self._create_parameters((out_channels, in_channels, *self.kernel_size), bias, dtype,
-                                device)
+        self._create_parameters((out_channels, in_channels // groups, *self.kernel_size), bias,
+                                dtype, device)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, " \
@@ -73,6 +75,8 @@ class Conv2d(_WeightAndBias):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
         return s
@@ -99,6 +103,10 @@ class _BatchNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
+        self._create_state(num_features, dtype, device)
+
+    def _create_state(self, num_features, dtype, device):
+        affine, track_running_stats = self.affine, self.track_running_stats
         if affine:
             self.weight = _param((num_features,), dtype, device)
             self.bias = _param((num_features,), dtype, device)
@@ -144,6 +152,109 @@ class BatchNorm2d(_BatchNorm):
 class BatchNorm1d(_BatchNorm):
     """Batch norm over the features of an (N, C) input."""
     _expected_ndim = (2,)
+
+
+class GroupNorm(Module):
+    """Group normalisation (``F.group_norm``): statistics per sample over ``num_groups`` groups of
+    channels; weight 1 and bias 0 at the start, as in PyTorch."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, dtype=None, device=None):
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_groups={num_groups} must divide "
+                             f"num_channels={num_channels}")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, \
+            eps, affine
+        if affine:
+            self.weight = _param((num_channels,), dtype, device)
+            self.bias = _param((num_channels,), dtype, device)
+            init.ones_(self.weight)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+# --- lazy layers: the input size is read from the first input (PyTorch's Lazy* modules) ---
+
+class _Lazy:
+    """Mixin: parameters are created at the first ``forward`` from the input's size, dtype and
+    device; the module then becomes the ordinary layer (``cls_to_become``, as in PyTorch). Run
+    one batch through the model *before* building the optimiser, which needs the parameters."""
+
+    cls_to_become: type
+
+    def has_uninitialized_params(self) -> bool:
+        return type(self) is not self.cls_to_become
+
+    def __call__(self, *args, **kwargs):
+        if self.has_uninitialized_params():
+            self.initialize_parameters(*args)
+            self.__class__ = self.cls_to_become
+        return Module.__call__(self, *args, **kwargs)
+
+
+class LazyConv2d(_Lazy, Conv2d):
+    """``Conv2d`` whose ``in_channels`` is the channel count of its first input."""
+    cls_to_become = Conv2d
+
+    def __init__(self, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, dtype=None, device=None):
+        Module.__init__(self)
+        self.in_channels, self.out_channels, self.groups = 0, out_channels, groups
+        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
+        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        self._has_bias, self._dtype, self._device = bias, dtype, device
+        self.register_parameter("weight", None)
+        self.register_parameter("bias", None)
+
+    def initialize_parameters(self, x, *rest):
+        self.in_channels = x.shape[1]
+        if self.in_channels % self.groups:
+            raise ValueError(f"LazyConv2d: groups={self.groups} does not divide the input's "
+                             f"{self.in_channels} channels (input {x.shape})")
+        self._create_parameters((self.out_channels, self.in_channels // self.groups,
+                                 *self.kernel_size), self._has_bias,
+                                self._dtype or x.dtype, self._device or x.device)
+
+
+class LazyLinear(_Lazy, Linear):
+    """``Linear`` whose ``in_features`` is the last dim of its first input."""
+    cls_to_become = Linear
+
+    def __init__(self, out_features: int, bias: bool = True, dtype=None, device=None):
+        Module.__init__(self)
+        self.in_features, self.out_features = 0, out_features
+        self._has_bias, self._dtype, self._device = bias, dtype, device
+        self.register_parameter("weight", None)
+        self.register_parameter("bias", None)
+
+    def initialize_parameters(self, x, *rest):
+        self.in_features = x.shape[-1]
+        self._create_parameters((self.out_features, self.in_features), self._has_bias,
+                                self._dtype or x.dtype, self._device or x.device)
+
+
+class LazyBatchNorm2d(_Lazy, BatchNorm2d):
+    """``BatchNorm2d`` whose ``num_features`` is the channel count of its first input."""
+    cls_to_become = BatchNorm2d
+
+    def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype=None, device=None):
+        Module.__init__(self)
+        self.num_features, self.eps, self.momentum = 0, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self._dtype, self._device = dtype, device
+
+    def initialize_parameters(self, x, *rest):
+        self.num_features = x.shape[1]
+        self._create_state(self.num_features, self._dtype or x.dtype, self._device or x.device)
 
 
 class ReLU(Module):
@@ -299,6 +410,7 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
 
-__all__ = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "Sigmoid", "Tanh",
+__all__ = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "GroupNorm", "LazyConv2d",
+           "LazyLinear", "LazyBatchNorm2d", "ReLU", "Sigmoid", "Tanh",
            "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Identity", "Dropout",
            "CrossEntropyLoss", "MSELoss", "Sequential", "ModuleList", "Tensor"]
