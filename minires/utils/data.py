@@ -99,7 +99,8 @@ class DataLoader(_loader.DataLoader):
     """``DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0, collate_fn=None,
     pin_memory=False, drop_last=False, generator=None)``: batches as PyTorch's loader gives them
     (a list with one stacked tensor per field of the samples). See the module docstring for what
-    is accepted and ignored."""
+    is accepted and ignored. ``device`` (a minires extension) moves every batch there; without
+    it, batches stay where the dataset's tensors are (the host for arrays), as in PyTorch."""
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, sampler=None,
                  batch_sampler=None, num_workers: int = 0, collate_fn=None,
@@ -131,12 +132,23 @@ class DataLoader(_loader.DataLoader):
                 batch = self.collate_fn([self.dataset[int(i)] for i in indices])
             if self._iteration == iteration:
                 self._served = b + 1
-            yield batch
+            yield _move(batch, self.device) if self.device is not None else batch
 
     def __repr__(self):
         return (f"utils.data.DataLoader({len(self.dataset)} samples, "
                 f"batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last})")
+
+
+def _move(batch, device):
+    """The batch's tensors on ``device`` (the ``device=`` keyword, a minires extension)."""
+    if isinstance(batch, Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _move(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_move(v, device) for v in batch)
+    return batch
 
 
 def random_split(dataset, lengths, generator=None) -> list:
