@@ -10,8 +10,8 @@ from . import backend, cuda  # noqa: F401
 
 backend.tune_host_allocator()  # recycle large host buffers between training steps (see there)
 from . import ops as _ops  # noqa: F401  (attaches Tensor methods)
-from .autograd import (Size, Tensor, bool_, enable_grad, float16, float32, float64, grad, int32,  # noqa
-                       int64, is_grad_enabled, no_grad, set_grad_enabled)
+from .autograd import (Size, Tensor, bool_, enable_grad, float16, float32, float64, grad,  # noqa
+                       int32, int64, is_grad_enabled, no_grad, set_grad_enabled)
 from .backend import Device, DeviceError  # noqa: F401
 from .creation import (arange, as_tensor, empty, eye, from_numpy, full, ones, ones_like,  # noqa
                        rand, randint, randn, tensor, zeros, zeros_like)

@@ -53,7 +53,8 @@ _METHODS = {
     "sum": R.sum, "mean": R.mean, "max": R.max, "min": R.min, "amax": R.amax,
     "argmax": R.argmax, "argmin": R.argmin, "topk": R.topk, "eq": E.eq, "ne": E.ne,
     "lt": E.lt, "le": E.le, "gt": E.gt, "ge": E.ge, "expand": S.expand,
-    "expand_as": S.expand_as, "view_as": S.view_as, "reshape": _reshape, "view": _reshape, "flatten": S.flatten,
+    "expand_as": S.expand_as, "view_as": S.view_as, "reshape": _reshape, "view": _reshape,
+    "flatten": S.flatten,
     "permute": S.permute, "transpose": _transpose, "t": S.t, "squeeze": S.squeeze,
     "unsqueeze": S.unsqueeze, "to": _to,
 }

@@ -70,8 +70,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers=(3, 4, 6, 3), num_classes=1000, zero_init_residual=False, groups=1,
-                 width_per_group=64):
+    def __init__(self, block, layers=(3, 4, 6, 3), num_classes=1000, zero_init_residual=False,
+                 groups=1, width_per_group=64):
         super().__init__()
         self.inplanes = 64
         self.groups = groups
