@@ -8,14 +8,15 @@ __version__ = "0.1.0"
 
 from . import backend, cuda  # noqa: F401
 from . import ops as _ops  # noqa: F401  (attaches Tensor methods)
-from .autograd import (Tensor, bool_, enable_grad, float16, float32, float64, grad, int32,  # noqa
-                       int64, is_grad_enabled, no_grad, set_grad_enabled)
+from .autograd import (Size, Tensor, bool_, enable_grad, float16, float32, float64, grad,  # noqa
+                       int32, int64, is_grad_enabled, no_grad, set_grad_enabled)
 from .backend import Device, DeviceError  # noqa: F401
 from .creation import (arange, as_tensor, empty, eye, from_numpy, full, ones, ones_like,  # noqa
                        rand, randint, randn, tensor, zeros, zeros_like)
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .ops import (abs, cat, clamp, exp, flatten, log, matmul, max, mean, min, permute,  # noqa
-                  relu, reshape, sigmoid, sqrt, stack, sum, tanh, transpose, where, argmax)
+                  relu, reshape, sigmoid, sqrt, stack, sum, tanh, transpose, where, argmax,
+                  argmin, topk, eq, ne)
 from .random import manual_seed  # noqa: F401
 
 
@@ -27,7 +28,8 @@ def device(name: str) -> Device:
 def __getattr__(name):
     # the higher layers load on first use, so `import minires` stays light and acyclic
     import importlib
-    if name in ("nn", "optim", "models", "data", "diagnostics", "train", "serialization"):
+    if name in ("nn", "optim", "models", "data", "diagnostics", "train", "serialization",
+                "utils", "backends", "accelerator"):
         return importlib.import_module(f".{name}", __name__)
     if name in ("save", "load"):
         return getattr(importlib.import_module(".serialization", __name__), name)

@@ -44,9 +44,15 @@ float64 = numpy.dtype(numpy.float64)
 int32 = numpy.dtype(numpy.int32)
 int64 = numpy.dtype(numpy.int64)
 bool_ = numpy.dtype(numpy.bool_)
+_TYPE_NAMES = {}  # filled below
 _DTYPE_NAMES = {"float16": float16, "half": float16, "float32": float32, "float": float32,
                 "float64": float64, "double": float64, "int32": int32, "int64": int64,
                 "long": int64, "bool": bool_}
+
+
+_TYPE_DTYPES = {"FloatTensor": float32, "DoubleTensor": float64, "HalfTensor": float16,
+                "LongTensor": int64, "IntTensor": int32, "BoolTensor": bool_}
+_TYPE_NAMES.update({v: k for k, v in _TYPE_DTYPES.items()})
 
 
 def as_dtype(dtype: Any) -> numpy.dtype:
@@ -206,6 +212,11 @@ class Function:
     __slots__ = ("inputs", "saved_tensors", "needs_input_grad", "freed", "output_shape",
                  "output_dtype", "output_hooks", "retained_output", "__dict__")
 
+    # Which tensors the backward reads (for the in-place check, see ``Tensor._version``): the
+    # inputs' values (most ops) and/or the output's (exp, sqrt, relu, sigmoid, tanh).
+    saves_inputs = True
+    saves_output = False
+
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
 
@@ -218,6 +229,15 @@ class Function:
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def next_functions(self) -> tuple:
+        """``(node, 0)`` per tensor argument, as in PyTorch: the input's ``grad_fn``, an
+        :class:`AccumulateGrad` for a leaf that requires grad, else ``(None, 0)``."""
+        arg_is_tensor = getattr(self, "arg_is_tensor", ())
+        return tuple((AccumulateGrad(node) if isinstance(node, Tensor) else node, 0)
+                     for node, is_tensor in zip(getattr(self, "inputs", ()), arg_is_tensor)
+                     if is_tensor)
 
     @classmethod
     def apply(cls, *args, **kwargs) -> "Tensor":
@@ -245,15 +265,79 @@ class Function:
         if requires_grad:
             fn.inputs = tuple(_graph_node(a) for a in args)
             fn.needs_input_grad = tuple(node is not None for node in fn.inputs)
+            fn.arg_is_tensor = tuple(isinstance(a, Tensor) for a in args)
             fn.output_shape, fn.output_dtype = result.shape, result.dtype
             fn.output_hooks = None
             fn.retained_output = None
             fn.freed = False
             result._ctx = fn
+            fn.versions = _record_versions(cls, args, result)
         return result
 
     def __repr__(self):
         return f"<{self.name}>"
+
+
+class AccumulateGrad:
+    """The node a leaf's gradient ends in (``grad_fn.next_functions`` shows it, as PyTorch)."""
+
+    def __init__(self, variable: "Tensor"):
+        self.variable = variable
+        self.next_functions = ()
+
+    @property
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
+
+
+def _record_versions(cls, args, result) -> tuple:
+    """The version of every tensor whose value the node's backward depends on: its saved inputs
+    (``cls.saves_inputs``) and its output when the backward reads it (``cls.saves_output``).
+    (The graph itself records nodes, not tensors, so an in-place op that rebinds a tensor to a
+    new node cannot misroute a gradient.)"""
+    seen = [(a._version, a._version[0]) for a in args
+            if isinstance(a, Tensor) and cls.saves_inputs]
+    if cls.saves_output:
+        seen.append((result._version, result._version[0]))
+    return tuple(seen)
+
+
+def _check_versions(ctx) -> None:
+    """Refuse to backward through a node whose saved tensors were changed in place since the
+    forward (PyTorch's version-counter check): the gradient would be silently wrong."""
+    for counter, version in getattr(ctx, "versions", ()):
+        if counter[0] != version:
+            raise RuntimeError(
+                f"one of the tensors needed for the gradient of {ctx.name} has been modified by "
+                f"an in-place operation (it is at version {counter[0]}, expected {version}); "
+                f"use the out-of-place op (x = x + y, not x += y or x.add_(y)), or .clone() "
+                f"the tensor before changing it")
+
+
+# ---------------------------------------------------------------------------------------------
+# Size
+# ---------------------------------------------------------------------------------------------
+
+class Size(tuple):
+    """A tensor's shape: a tuple that prints as ``minires.Size([2, 3])`` (``torch.Size``)."""
+
+    def __repr__(self):
+        return f"minires.Size({list(self)})"
+
+    __str__ = __repr__
+
+    def __format__(self, spec):
+        # inside f-strings (every error message of minires) a shape reads as the tuple it is
+        return tuple.__repr__(self).__format__(spec)
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,14 +351,25 @@ class Tensor:
     that require grad record the graph that ``backward()`` walks.
     """
 
-    __slots__ = ("array", "requires_grad", "grad", "_ctx", "_hooks", "_name",
+    # ``_version``: a one-element list counting the in-place changes of this tensor's value,
+    # shared with its ``detach()``-ed aliases (as PyTorch's version counter); a node records the
+    # versions it depends on and backward refuses to run when one changed (``_check_versions``).
+    __slots__ = ("array", "requires_grad", "grad", "_ctx", "_hooks", "_name", "_version",
                  "__weakref__")
     __array_priority__ = 1000
     __array_ufunc__ = None       # `numpy_array + tensor` gives Tensor.__radd__, not an object array
 
-    def __init__(self, data, requires_grad: bool = False):
+    def __init__(self, data=None, *sizes, requires_grad: bool = False):
         if isinstance(data, Tensor):
             data = data.array
+        elif isinstance(data, (list, tuple)) or data is None:
+            # ``mr.Tensor([1, 2])``: float32 values, as ``torch.Tensor``; ``mr.Tensor(2, 3)``
+            # (sizes) gives zeros where PyTorch leaves the memory uninitialised
+            data = numpy.asarray([] if data is None else data, dtype=float32)
+        elif isinstance(data, (int, numpy.integer)) and not isinstance(data, bool):
+            data = numpy.zeros((int(data), *(int(s) for s in sizes)), dtype=float32)
+        if sizes and not isinstance(data, numpy.ndarray):
+            raise TypeError("Tensor(): sizes follow only an int size, e.g. Tensor(2, 3)")
         backend.device_of_array(data)  # raises for anything that is not an array of a device
         self.array = data
         self.requires_grad = bool(requires_grad)
@@ -284,6 +379,7 @@ class Tensor:
         self._ctx: Function | None = None
         self._hooks: list | None = None        # a leaf's gradient hooks (a non-leaf's: on _ctx)
         self._name = None
+        self._version = [0]
 
     @classmethod
     def _wrap(cls, array, requires_grad=False) -> "Tensor":
@@ -294,6 +390,7 @@ class Tensor:
         t._ctx = None
         t._hooks = None
         t._name = None
+        t._version = [0]
         return t
 
     # --- attributes ---
@@ -310,8 +407,8 @@ class Tensor:
         self.array = array
 
     @property
-    def shape(self) -> tuple:
-        return tuple(self.array.shape)
+    def shape(self) -> Size:
+        return Size(self.array.shape)
 
     @property
     def dtype(self) -> numpy.dtype:
@@ -340,6 +437,22 @@ class Tensor:
 
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
+
+    def type(self, dtype=None):
+        """Without an argument, the type name (``'minires.FloatTensor'``); with a dtype or a
+        name such as ``'torch.LongTensor'``, the tensor converted to it (``.to(dtype)``)."""
+        if dtype is None:
+            return f"minires.{_TYPE_NAMES.get(self.dtype, self.dtype.name)}"
+        if isinstance(dtype, str) and dtype.rsplit(".", 1)[-1] in _TYPE_DTYPES:
+            dtype = _TYPE_DTYPES[dtype.rsplit(".", 1)[-1]]
+        return self.to(as_dtype(dtype))
+
+    def __index__(self) -> int:
+        # `classes[labels[j]]`: a one-element integer tensor indexes like a Python int
+        if self.dtype.kind not in "iu" or self.array.size != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an "
+                            f"index, this one has dtype {self.dtype} and shape {self.shape}")
+        return int(self.item())
 
     def dim(self) -> int:
         return self.ndim
@@ -397,8 +510,11 @@ class Tensor:
 
     # --- graph handling ---
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph (shares memory)."""
-        return Tensor._wrap(self.array)
+        """The same data, cut from the graph (shares memory and, unlike ``.data``, the version
+        counter: changing it in place is caught by backward, as in PyTorch)."""
+        t = Tensor._wrap(self.array)
+        t._version = self._version
+        return t
 
     def detach_(self) -> "Tensor":
         self._ctx = None
@@ -486,9 +602,8 @@ class Tensor:
     def cuda(self, index: int = 0) -> "Tensor":
         return self.to(f"cuda:{index}")
 
-    def zero_(self) -> "Tensor":
-        self.array[...] = 0
-        return self
+    # In-place methods (``add_``, ``zero_``, ``x += y`` ...) are attached by ``minires.ops``
+    # (``ops/inplace.py``): they are operations like the others.
 
 
 class _HookHandle:
@@ -643,6 +758,7 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                     _accumulate_grad(retained, g)
             if leaf:
                 continue
+            _check_versions(node)
             input_grads = node.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
@@ -688,6 +804,13 @@ def zero_grads(tensors: Iterable[Tensor], set_to_none: bool = True) -> None:
             t.grad = None
         elif t.grad is not None:
             t.grad = Tensor._wrap(t.grad.xp.zeros_like(t.grad.array))
+
+
+def Variable(data, requires_grad: bool = False, volatile: bool = False) -> Tensor:
+    """The old ``torch.autograd.Variable`` (merged into Tensor since PyTorch 0.4): a leaf tensor
+    sharing ``data``'s memory. ``volatile`` is accepted and ignored (use ``mr.no_grad()``)."""
+    array = data.array if isinstance(data, Tensor) else Tensor(data).array
+    return Tensor(array, requires_grad=requires_grad)
 
 
 def iter_tensors(obj) -> Iterable[Tensor]:

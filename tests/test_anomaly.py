@@ -60,6 +60,8 @@ def test_finds_the_layer_in_a_model(device):
     mr.manual_seed(0)
     model = mr.nn.Sequential(mr.nn.Linear(4, 3), mr.nn.ReLU(), mr.nn.Linear(3, 2)).to(device)
     with mr.no_grad():
+        model[0].weight.array[...] = 1.0       # positive activations reach the last layer
+        model[0].bias.array[...] = 0.0
         model[2].weight.array[...] = 3e38
     x = mr.ones(5, 4, device=device)
     with mr.autograd.detect_anomaly():

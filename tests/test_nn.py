@@ -395,19 +395,24 @@ def test_every_layer_forward_shapes(device):
     assert loss.item() == pytest.approx(-logp[np.arange(4), [0, 4, 2, 2]].mean(), rel=1e-5)
 
 
-def test_he_init_statistics():
+def test_default_init_is_pytorchs_and_models_apply_he():
     mr.manual_seed(0)
-    conv = nn.Conv2d(256, 256, 3)
-    w = to_numpy(conv.weight)
-    expected = math.sqrt(2 / (256 * 9))
-    assert w.std() == pytest.approx(expected, rel=0.05)
-    assert abs(w.mean()) < 0.05 * expected
-    assert not to_numpy(conv.bias).any()
-    lin = nn.Linear(1024, 512)             # PyTorch's default: uniform in +-1/sqrt(fan_in)
+    conv = nn.Conv2d(256, 256, 3)          # PyTorch's default: uniform in +-1/sqrt(fan_in)
+    bound = 1 / math.sqrt(256 * 9)
+    w, b = to_numpy(conv.weight), to_numpy(conv.bias)
+    assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    assert w.std() == pytest.approx(bound / math.sqrt(3), rel=0.05) and b.std() > bound / 3
+    lin = nn.Linear(1024, 512)
     bound = 1 / math.sqrt(1024)
     assert np.abs(to_numpy(lin.weight)).max() <= bound
     assert to_numpy(lin.weight).std() == pytest.approx(bound / math.sqrt(3), rel=0.05)
-    assert not to_numpy(lin.bias).any()
+    assert np.abs(to_numpy(lin.bias)).max() <= bound and to_numpy(lin.bias).any()
+    he = mr.models.init_he_(nn.Sequential(nn.Conv2d(256, 256, 3), nn.Linear(1024, 512)))
+    w = to_numpy(he[0].weight)
+    expected = math.sqrt(2 / (256 * 9))
+    assert w.std() == pytest.approx(expected, rel=0.05)
+    assert abs(w.mean()) < 0.05 * expected
+    assert not to_numpy(he[0].bias).any() and not to_numpy(he[1].bias).any()
     bn = nn.BatchNorm2d(7)
     np.testing.assert_array_equal(to_numpy(bn.weight), np.ones(7, np.float32))
     np.testing.assert_array_equal(to_numpy(bn.bias), np.zeros(7, np.float32))

@@ -40,6 +40,7 @@ def deep_mlp(depth: int = 20, width: int = 64, activation: str = "sigmoid", init
             nn.init.xavier_normal_(lin.weight)
         else:
             nn.init.kaiming_normal_(lin.weight)
+        nn.init.zeros_(lin.bias)          # the experiment varies the weights' init only
         layers.append(lin)
         if not last:
             if batch_norm:

@@ -1,9 +1,10 @@
 """The layers of the public API (PyTorch's names and signatures), each a small ``Module`` around a functional op.
 
-Conv2d is He-initialised (``kaiming_normal_``, fan_in, ReLU gain) with zero bias, the
-initialisation of the ResNet paper; Linear takes PyTorch's default weight with a zero bias (see
-``Linear.reset_parameters``); BatchNorm2d starts at weight 1, bias 0, running mean 0 and running
-variance 1, as in PyTorch.
+Conv2d and Linear start as PyTorch's do (``reset_parameters``): weight ``kaiming_uniform_`` with
+``a = sqrt(5)``, i.e. uniform in +-1/sqrt(fan_in), and bias uniform in +-1/sqrt(fan_in); so a
+PyTorch program behaves the same under minires. The ResNet paper's He initialisation is applied
+explicitly by the models (:func:`minires.models.resnet.init_he_`), as torchvision's ResNet does.
+BatchNorm2d starts at weight 1, bias 0, running mean 0 and running variance 1, as in PyTorch.
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def _param(shape, dtype, device):
     return Parameter(creation.zeros(*shape, dtype=dtype, device=device).array)
 
 
-class _HeInitialised(Module):
-    """A layer with a weight and an optional bias: He-initialised weight, zero bias (a subclass
-    may choose another ``reset_parameters``)."""
+class _WeightAndBias(Module):
+    """A layer with a weight (output dim first) and an optional bias, initialised as PyTorch's
+    Conv2d and Linear are (see the module docstring)."""
 
     def _create_parameters(self, weight_shape, bias: bool, dtype, device):
         self.weight = _param(weight_shape, dtype, device)
@@ -37,30 +38,34 @@ class _HeInitialised(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            init.zeros_(self.bias)
+            fan_in = math.prod(self.weight.shape[1:])
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
 
 
-class Conv2d(_HeInitialised):
+class Conv2d(_WeightAndBias):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, dtype=None, device=None):
         super().__init__()
         if in_channels <= 0 or out_channels <= 0:
             raise ValueError(f"Conv2d: channels must be positive, got {in_channels}, "
                              f"{out_channels}")
-        if groups != 1:
-            raise NotImplementedError("Conv2d: only groups=1 is implemented")
-        self.in_channels, self.out_channels = in_channels, out_channels
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
         self.stride = pair(stride, "stride", "Conv2d")
         self.padding = pair(padding, "padding", "Conv2d")
         self.dilation = pair(dilation, "dilation", "Conv2d")
-        self._create_parameters((out_channels, in_channels, *self.kernel_size), bias, dtype,
-                                device)
+        self._create_parameters((out_channels, in_channels // groups, *self.kernel_size), bias,
+                                dtype, device)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, " \
@@ -69,25 +74,19 @@ class Conv2d(_HeInitialised):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
         return s
 
 
-class Linear(_HeInitialised):
+class Linear(_WeightAndBias):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None,
                  device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._create_parameters((out_features, in_features), bias, dtype, device)
-
-    def reset_parameters(self):
-        # Not He: no ReLU follows a classifier, and ReLU's gain of 2 inflates the first logits of
-        # a deep ResNet (docs/benchmarks.md). PyTorch's default weight, uniform in
-        # +-1/sqrt(fan_in) (kaiming_uniform_ with a=sqrt(5)), and a zero bias.
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            init.zeros_(self.bias)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -103,6 +102,10 @@ class _BatchNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
+        self._create_state(num_features, dtype, device)
+
+    def _create_state(self, num_features, dtype, device):
+        affine, track_running_stats = self.affine, self.track_running_stats
         if affine:
             self.weight = _param((num_features,), dtype, device)
             self.bias = _param((num_features,), dtype, device)
@@ -150,12 +153,121 @@ class BatchNorm1d(_BatchNorm):
     _expected_ndim = (2,)
 
 
+class GroupNorm(Module):
+    """Group normalisation (``F.group_norm``): statistics per sample over ``num_groups`` groups of
+    channels; weight 1 and bias 0 at the start, as in PyTorch."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, dtype=None, device=None):
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_groups={num_groups} must divide "
+                             f"num_channels={num_channels}")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, \
+            eps, affine
+        if affine:
+            self.weight = _param((num_channels,), dtype, device)
+            self.bias = _param((num_channels,), dtype, device)
+            init.ones_(self.weight)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+# --- lazy layers: the input size is read from the first input (PyTorch's Lazy* modules) ---
+
+class _Lazy:
+    """Mixin: parameters are created at the first ``forward`` from the input's size, dtype and
+    device; the module then becomes the ordinary layer (``cls_to_become``, as in PyTorch). Run
+    one batch through the model *before* building the optimiser, which needs the parameters."""
+
+    cls_to_become: type
+
+    def has_uninitialized_params(self) -> bool:
+        return type(self) is not self.cls_to_become
+
+    def __call__(self, *args, **kwargs):
+        if self.has_uninitialized_params():
+            self.initialize_parameters(*args)
+            self.__class__ = self.cls_to_become
+        return Module.__call__(self, *args, **kwargs)
+
+
+class LazyConv2d(_Lazy, Conv2d):
+    """``Conv2d`` whose ``in_channels`` is the channel count of its first input."""
+    cls_to_become = Conv2d
+
+    def __init__(self, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, dtype=None, device=None):
+        Module.__init__(self)
+        self.in_channels, self.out_channels, self.groups = 0, out_channels, groups
+        self.kernel_size = pair(kernel_size, "kernel_size", "LazyConv2d")
+        self.stride = pair(stride, "stride", "LazyConv2d")
+        self.padding = pair(padding, "padding", "LazyConv2d")
+        self.dilation = pair(dilation, "dilation", "LazyConv2d")
+        self._has_bias, self._dtype, self._device = bias, dtype, device
+        self.register_parameter("weight", None)
+        self.register_parameter("bias", None)
+
+    def initialize_parameters(self, x, *rest):
+        self.in_channels = x.shape[1]
+        if self.in_channels % self.groups:
+            raise ValueError(f"LazyConv2d: groups={self.groups} does not divide the input's "
+                             f"{self.in_channels} channels (input {x.shape})")
+        self._create_parameters((self.out_channels, self.in_channels // self.groups,
+                                 *self.kernel_size), self._has_bias,
+                                self._dtype or x.dtype, self._device or x.device)
+
+
+class LazyLinear(_Lazy, Linear):
+    """``Linear`` whose ``in_features`` is the last dim of its first input."""
+    cls_to_become = Linear
+
+    def __init__(self, out_features: int, bias: bool = True, dtype=None, device=None):
+        Module.__init__(self)
+        self.in_features, self.out_features = 0, out_features
+        self._has_bias, self._dtype, self._device = bias, dtype, device
+        self.register_parameter("weight", None)
+        self.register_parameter("bias", None)
+
+    def initialize_parameters(self, x, *rest):
+        self.in_features = x.shape[-1]
+        self._create_parameters((self.out_features, self.in_features), self._has_bias,
+                                self._dtype or x.dtype, self._device or x.device)
+
+
+class LazyBatchNorm2d(_Lazy, BatchNorm2d):
+    """``BatchNorm2d`` whose ``num_features`` is the channel count of its first input."""
+    cls_to_become = BatchNorm2d
+
+    def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype=None, device=None):
+        Module.__init__(self)
+        self.num_features, self.eps, self.momentum = 0, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self._dtype, self._device = dtype, device
+
+    def initialize_parameters(self, x, *rest):
+        self.num_features = x.shape[1]
+        self._create_state(self.num_features, self._dtype or x.dtype, self._device or x.device)
+
+
 class ReLU(Module):
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
 
     def forward(self, x):
-        return F.relu(x)
+        return F.relu(x, inplace=self.inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
 
 
 class Sigmoid(Module):
@@ -300,6 +412,7 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
 
-__all__ = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "Sigmoid", "Tanh",
+__all__ = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "GroupNorm", "LazyConv2d",
+           "LazyLinear", "LazyBatchNorm2d", "ReLU", "Sigmoid", "Tanh",
            "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Identity", "Dropout",
            "CrossEntropyLoss", "MSELoss", "Sequential", "ModuleList", "Tensor"]

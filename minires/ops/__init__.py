@@ -9,8 +9,8 @@ from .elementwise import (abs, add, cast, clamp, div, eq, exp, ge, gt, identity,
                           mul, ne, neg, pow, relu, sigmoid, sqrt, sub, tanh, transfer, unbroadcast, where)
 from .linalg import linear, matmul
 from .nn_ops import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, cross_entropy, dropout,
-                     log_softmax, max_pool2d, mse_loss, nll_loss, softmax)
-from .reduce import amax, argmax, max, mean, min, sum
-from .shape import (cat, flatten, getitem, pad, permute, reshape, squeeze, stack, transpose,
-                    unsqueeze, view, zero_pad_shortcut)
+                     group_norm, log_softmax, max_pool2d, mse_loss, nll_loss, softmax)
+from .reduce import amax, argmax, argmin, max, mean, min, sum, topk
+from .shape import (cat, expand, flatten, getitem, pad, permute, reshape, squeeze, stack,
+                    transpose, unsqueeze, view, zero_pad_shortcut)
 from . import methods as _methods  # noqa: F401  (attaches the Tensor methods)

@@ -114,6 +114,8 @@ def constant_like(value, ref: Tensor, op: str = "op") -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 class Add(Function):
+    saves_inputs = False
+
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
         return a + b
@@ -124,6 +126,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saves_inputs = False
+
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
         return a - b
@@ -186,6 +190,8 @@ def div(a, b) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 class Neg(Function):
+    saves_inputs = False
+
     def forward(self, x):
         return -x
 
@@ -206,6 +212,8 @@ class Pow(Function):
 
 
 class Exp(Function):
+    saves_inputs, saves_output = False, True
+
     def forward(self, x):
         y = backend.array_module(x).exp(x)
         self.save_for_backward(y)
@@ -227,6 +235,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saves_inputs, saves_output = False, True
+
     def forward(self, x):
         y = backend.array_module(x).sqrt(x)
         self.save_for_backward(y)
@@ -249,6 +259,8 @@ class Abs(Function):
 
 
 class ReLU(Function):
+    saves_inputs, saves_output = False, True
+
     def forward(self, x):
         y = backend.array_module(x).maximum(x, 0)
         self.save_for_backward(y)
@@ -263,6 +275,8 @@ class ReLU(Function):
 
 
 class Sigmoid(Function):
+    saves_inputs, saves_output = False, True
+
     def forward(self, x):
         xp = backend.array_module(x)
         # 1/(1+e^-x) overflows e^-x for very negative x; tanh form is stable on both sides
@@ -276,6 +290,8 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    saves_inputs, saves_output = False, True
+
     def forward(self, x):
         y = backend.array_module(x).tanh(x)
         self.save_for_backward(y)
@@ -341,6 +357,10 @@ def abs(x):
 
 
 def relu(x, inplace: bool = False):
+    """``max(x, 0)``; with ``inplace=True`` x itself is changed (``x.relu_()``, with the rules of
+    :mod:`minires.ops.inplace`: a leaf that requires grad refuses it) and returned."""
+    if inplace:
+        return x.relu_()
     return ReLU.apply(x)
 
 
@@ -362,6 +382,8 @@ class Identity(Function):
     """``y = x`` as a graph node of its own: hooking ``y`` sees only the gradient that flows
     through ``y``'s consumers, even when ``x`` has other consumers too (how the diagnostics split
     a block's input gradient into its shortcut and branch parts)."""
+    saves_inputs = False
+
 
     def forward(self, x):
         return x
@@ -379,6 +401,8 @@ def identity(x: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 class Cast(Function):
+    saves_inputs = False
+
     def forward(self, x, dtype):
         self.source = x.dtype
         return x.astype(dtype)
@@ -388,6 +412,8 @@ class Cast(Function):
 
 
 class Transfer(Function):
+    saves_inputs = False
+
     def forward(self, x, device):
         self.source = backend.device_of_array(x)
         return backend.to_device(x, device)
@@ -424,11 +450,36 @@ def _compare(name):
 eq, ne, lt, le, gt, ge = (_compare(n) for n in ("eq", "ne", "lt", "le", "gt", "ge"))
 
 
+class Where(Function):
+    """``y = a`` where ``cond`` else ``b``: a selection, so ``da = dy [cond]`` and
+    ``db = dy [not cond]`` (summed down to the operands' shapes where they were broadcast).
+    No arithmetic touches the unselected values: ``where(c, a, b)`` is finite wherever the
+    selected operand is, even when the other one holds inf or nan."""
+
+    def forward(self, mask, a, b):
+        self.save_for_backward(mask)
+        self.shapes = (a.shape, b.shape)
+        return backend.array_module(a).where(mask, a, b)
+
+    def backward(self, g):
+        (mask,) = self.saved_tensors
+        xp = backend.array_module(g)
+        zero = xp.zeros((), dtype=g.dtype)
+        sa, sb = self.shapes
+        ga = unbroadcast(xp.where(mask, g, zero), sa) if self.needs_input_grad[1] else None
+        gb = unbroadcast(xp.where(mask, zero, g), sb) if self.needs_input_grad[2] else None
+        return None, ga, gb
+
+
 def where(condition: Tensor, a, b) -> Tensor:
-    """``a`` where ``condition`` else ``b`` (differentiable in a and b)."""
-    mask = condition.array if isinstance(condition, Tensor) else condition
-    ref = a if isinstance(a, Tensor) else b
-    a = a if isinstance(a, Tensor) else constant_like(a, ref, "where")
-    b = b if isinstance(b, Tensor) else constant_like(b, ref, "where")
-    return add(mul(a, Tensor._wrap(mask.astype(a.dtype))),
-               mul(b, Tensor._wrap((~mask).astype(b.dtype))))
+    """``a`` where ``condition`` else ``b`` (differentiable in a and b), broadcasting all three."""
+    if not isinstance(condition, Tensor):
+        raise TypeError(f"where: condition must be a bool Tensor, got {type(condition).__name__}")
+    if condition.dtype.kind != "b":
+        raise TypeError(f"where: condition must be a bool tensor, got {condition.dtype}; "
+                        f"compare first, e.g. where(x > 0, a, b)")
+    a, b = as_operands(a, b, "where")
+    if condition.device != a.device:
+        raise RuntimeError(f"where: condition on {condition.device}, values on {a.device}; "
+                           f"move it with .to('{a.device}')")
+    return Where.apply(condition, a, b)

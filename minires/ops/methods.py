@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..autograd import Tensor, _parse_to_args
 from . import elementwise as E
+from . import inplace as I
 from . import linalg as L
 from . import reduce as R
 from . import shape as S
@@ -27,18 +28,6 @@ def _transpose(self, dim0=None, dim1=None, *more):
     return S.transpose(self, dim0, dim1)
 
 
-def _iadd_guard(name):
-    def method(self, other):
-        # in-place arithmetic on a tensor in a graph would corrupt saved values: refuse, as
-        # PyTorch does for leaves that require grad; otherwise do it out of place
-        if self.requires_grad and self.is_leaf:
-            raise RuntimeError(f"a leaf tensor that requires grad is used in an in-place "
-                               f"operation ({name}); wrap it in `with mr.no_grad():` or use "
-                               f"out-of-place arithmetic")
-        return getattr(E, name)(self, other)
-    return method
-
-
 def _to(self, *args, **kwargs) -> Tensor:
     """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: a copy where anything changes,
     ``self`` where nothing does. The result is part of the graph (gradients flow back)."""
@@ -56,18 +45,20 @@ _METHODS = {
     "__mul__": E.mul, "__rmul__": _swap(E.mul), "__truediv__": E.div,
     "__rtruediv__": _swap(E.div), "__neg__": E.neg, "__pow__": E.pow,
     "__matmul__": L.matmul, "__rmatmul__": _swap(L.matmul),
-    "__iadd__": _iadd_guard("add"), "__isub__": _iadd_guard("sub"),
-    "__imul__": _iadd_guard("mul"), "__itruediv__": _iadd_guard("div"),
     "__eq__": E.eq, "__ne__": E.ne, "__lt__": E.lt, "__le__": E.le, "__gt__": E.gt,
     "__ge__": E.ge, "__getitem__": S.getitem, "__abs__": E.abs,
     "add": E.add, "sub": E.sub, "mul": E.mul, "div": E.div, "neg": E.neg, "pow": E.pow,
     "exp": E.exp, "log": E.log, "sqrt": E.sqrt, "abs": E.abs, "relu": E.relu,
     "sigmoid": E.sigmoid, "tanh": E.tanh, "clamp": E.clamp, "matmul": L.matmul,
     "sum": R.sum, "mean": R.mean, "max": R.max, "min": R.min, "amax": R.amax,
-    "argmax": R.argmax, "reshape": _reshape, "view": _reshape, "flatten": S.flatten,
+    "argmax": R.argmax, "argmin": R.argmin, "topk": R.topk, "eq": E.eq, "ne": E.ne,
+    "lt": E.lt, "le": E.le, "gt": E.gt, "ge": E.ge, "expand": S.expand,
+    "expand_as": S.expand_as, "view_as": S.view_as, "reshape": _reshape, "view": _reshape,
+    "flatten": S.flatten,
     "permute": S.permute, "transpose": _transpose, "t": S.t, "squeeze": S.squeeze,
     "unsqueeze": S.unsqueeze, "to": _to,
 }
+_METHODS.update(I.INPLACE_METHODS)   # add_, zero_, x += y ... (see ops/inplace.py)
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
 Tensor.__hash__ = object.__hash__      # __eq__ is elementwise; tensors stay usable as dict keys

@@ -8,6 +8,8 @@ import numpy
 from .. import backend
 from ..autograd import Function, Tensor
 from ..kernels import conv as conv_kernel
+from ..kernels import group_norm as group_norm_kernel
+from ..kernels import grouped_conv as grouped_conv_kernel
 from ..kernels import loss as loss_kernel
 from ..kernels import norm as norm_kernel
 from ..kernels import pool as pool_kernel
@@ -37,6 +39,18 @@ class Conv2d(Function):
         return conv_kernel.conv2d_backward(g, self.cache, need[0], need[1], need[2])
 
 
+class GroupedConv2d(Function):
+    def forward(self, x, w, b, *, stride, padding, dilation, groups):
+        y, self.cache = grouped_conv_kernel.grouped_conv2d_forward(x, w, b, stride, padding,
+                                                                   dilation, groups)
+        return y
+
+    def backward(self, g):
+        need = self.needs_input_grad
+        return grouped_conv_kernel.grouped_conv2d_backward(g, self.cache, need[0], need[1],
+                                                           need[2])
+
+
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, as in every framework), NCHW; weight (F, C, kh, kw)."""
@@ -45,11 +59,14 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if weight.ndim != 4:
         raise ValueError(f"{op}: weight must be (out_channels, in_channels, kh, kw), got "
                          f"{weight.shape}")
-    if groups != 1:
-        raise NotImplementedError(f"{op}: groups={groups}; only groups=1 is implemented")
-    if weight.shape[1] != input.shape[1]:
+    groups = int(groups)
+    if groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"{op}: groups={groups} must be >= 1 and divide the weight's "
+                         f"{weight.shape[0]} output channels (weight {weight.shape})")
+    if weight.shape[1] * groups != input.shape[1]:
         raise ValueError(f"{op}: input has {input.shape[1]} channels (shape {input.shape}) but the "
-                         f"weight {weight.shape} expects {weight.shape[1]}; check in_channels")
+                         f"weight {weight.shape} with groups={groups} expects "
+                         f"{weight.shape[1] * groups}; check in_channels")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"{op}: bias shape {bias.shape} != ({weight.shape[0]},)")
     _check_dtypes(op, input, weight, bias)
@@ -66,6 +83,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
                 f"{op}: the kernel ({kh}x{kw}, dilation {d}) is larger than the padded input "
                 f"{axis} ({size} + 2*{pad}) for input {input.shape}; use a smaller kernel or more "
                 f"padding")
+    if groups > 1:
+        return GroupedConv2d.apply(input, weight, bias, stride=s, padding=p, dilation=d,
+                                   groups=groups)
     return Conv2d.apply(input, weight, bias, stride=s, padding=p, dilation=d)
 
 
@@ -114,9 +134,45 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                            training=bool(training), momentum=float(momentum), eps=float(eps))
 
 
+# --- group norm ---
+
+class GroupNorm(Function):
+    def forward(self, x, num_groups, weight, bias, eps):
+        y, self.cache = group_norm_kernel.group_norm_forward(x, num_groups, weight, bias, eps)
+        return y
+
+    def backward(self, g):
+        need = self.needs_input_grad
+        dx, dw, db = group_norm_kernel.group_norm_backward(g, self.cache, need[0], need[2],
+                                                           need[3])
+        return dx, None, dw, db, None
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Group normalisation of an (N, C, ...) input over ``num_groups`` groups of channels
+    (PyTorch's argument order), with an optional per-channel affine."""
+    op = "group_norm"
+    if not isinstance(input, Tensor) or input.ndim < 2:
+        raise ValueError(f"{op}: expected an (N, C, ...) tensor, got "
+                         f"{getattr(input, 'shape', type(input).__name__)}")
+    c = input.shape[1]
+    if num_groups < 1 or c % num_groups:
+        raise ValueError(f"{op}: num_groups={num_groups} must divide the {c} channels of the "
+                         f"input {input.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"{op}: {name} has shape {t.shape} but the input {input.shape} has "
+                             f"{c} channels; check num_channels")
+    _check_dtypes(op, input, weight, bias)
+    return GroupNorm.apply(input, int(num_groups), weight, bias, float(eps))
+
+
 # --- pooling ---
 
 class MaxPool2d(Function):
+    saves_inputs = False
+
     def forward(self, x, *, kernel_size, stride, padding):
         y, self.cache = pool_kernel.max_pool2d_forward(x, kernel_size, stride, padding)
         return y
@@ -126,6 +182,8 @@ class MaxPool2d(Function):
 
 
 class AvgPool2d(Function):
+    saves_inputs = False
+
     def forward(self, x, *, kernel_size, stride, padding):
         y, self.cache = pool_kernel.avg_pool2d_forward(x, kernel_size, stride, padding)
         return y
@@ -135,6 +193,8 @@ class AvgPool2d(Function):
 
 
 class AdaptiveAvgPool2d(Function):
+    saves_inputs = False
+
     def forward(self, x, *, output_size):
         y, self.cache = pool_kernel.adaptive_avg_pool2d_forward(x, output_size)
         return y
@@ -180,6 +240,8 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
 # --- losses ---
 
 class LogSoftmax(Function):
+    saves_inputs, saves_output = False, True
+
     def forward(self, x, *, axis):
         y = loss_kernel.log_softmax(x, axis)
         self.save_for_backward(y)
@@ -267,6 +329,8 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 class Dropout(Function):
+    saves_inputs = False
+
     def forward(self, x, *, mask, scale):
         self.mask = mask * scale
         return x * self.mask

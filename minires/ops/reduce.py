@@ -40,6 +40,8 @@ def _expand_back(g, input_shape, axes, keepdim):
 
 
 class Sum(Function):
+    saves_inputs = False
+
     def forward(self, x, axes, keepdim):
         self.meta = (x.shape, axes, keepdim)
         return x.sum(axis=axes, keepdims=keepdim)
@@ -51,6 +53,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    saves_inputs = False
+
     def forward(self, x, axes, keepdim):
         self.meta = (x.shape, axes, keepdim)
         count = 1
@@ -156,10 +160,48 @@ def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return Amax.apply(x, axes, bool(keepdim), 1)
 
 
-def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+def _arg_extreme(x: Tensor, dim, keepdim, axis, keepdims, sign, op) -> Tensor:
+    dim = axis if dim is None else dim
+    keepdim = keepdims if keepdims is not None else keepdim
+    values = x.array if sign > 0 else -x.array
     if dim is None:
-        return Tensor._wrap(x.array.reshape(-1).argmax().astype(numpy.int64))
-    idx = x.array.argmax(axis=dim)
+        return Tensor._wrap(values.reshape(-1).argmax().astype(numpy.int64))
+    d = normalize_dims(int(dim), x.ndim, op)[0]
+    idx = values.argmax(axis=d)
     if keepdim:
-        idx = x.xp.expand_dims(idx, dim)
+        idx = x.xp.expand_dims(idx, d)
     return Tensor._wrap(idx.astype(numpy.int64))
+
+
+def argmax(x: Tensor, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+    """The index of the maximum (of the flattened tensor, or along ``dim``/``axis``)."""
+    return _arg_extreme(x, dim, keepdim, axis, keepdims, 1, "argmax")
+
+
+def argmin(x: Tensor, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+    return _arg_extreme(x, dim, keepdim, axis, keepdims, -1, "argmin")
+
+
+TopkResult = namedtuple("TopkResult", ["values", "indices"])
+
+
+def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    """The ``k`` largest (or smallest) values along ``dim`` and their indices, as PyTorch's
+    ``topk`` (always sorted; ties in the order of their index). The values are differentiable:
+    they are ``x`` indexed at the returned positions, so the gradient goes back to them."""
+    from .shape import getitem
+    if x.ndim == 0:
+        raise RuntimeError("topk: the tensor is 0-d; use x.reshape(1) first")
+    d = normalize_dims(dim, x.ndim, "topk")[0]
+    if not 0 <= k <= x.shape[d]:
+        raise RuntimeError(f"topk: k={k} is out of range for dim {dim} of size {x.shape[d]} "
+                           f"(shape {x.shape})")
+    xp = x.xp
+    key = -x.array if largest else x.array
+    idx = xp.argsort(key, axis=d, kind="stable")
+    idx = xp.take(idx, xp.arange(k), axis=d)
+    # an advanced index that picks x[..., idx, ...] along d: arange grids on the other axes
+    grid = list(xp.indices(idx.shape, sparse=True))
+    grid[d] = idx
+    values = getitem(x, tuple(grid))
+    return TopkResult(values, Tensor._wrap(idx.astype(numpy.int64)))

@@ -17,6 +17,8 @@ from ..backend import array_module
 
 
 class Reshape(Function):
+    saves_inputs = False
+
     def forward(self, x, shape):
         self.source = x.shape
         return x.reshape(shape)
@@ -26,6 +28,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    saves_inputs = False
+
     def forward(self, x, dims):
         self.inverse = tuple(sorted(range(len(dims)), key=lambda i: dims[i]))
         return x.transpose(dims)
@@ -100,6 +104,47 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
     return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
 
 
+class Expand(Function):
+    """Broadcast to a larger shape (a read-only view, as PyTorch's ``expand``); the backward sums
+    the gradient over the broadcast axes."""
+    saves_inputs = False
+
+    def forward(self, x, shape):
+        self.source = x.shape
+        return array_module(x).broadcast_to(x, shape)
+
+    def backward(self, g):
+        from .elementwise import unbroadcast
+        return unbroadcast(g, self.source), None
+
+
+def expand(x: Tensor, *shape) -> Tensor:
+    """``x.expand(2, 3)``; -1 keeps a dimension's size."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    lead = len(shape) - x.ndim
+    if lead < 0:
+        raise RuntimeError(f"expand: the target shape {tuple(shape)} has fewer dims than the "
+                           f"tensor's shape {x.shape}")
+    target = tuple(x.shape[i - lead] if s == -1 and i >= lead else int(s)
+                   for i, s in enumerate(shape))
+    for i, s in enumerate(x.shape):
+        if s != 1 and s != target[i + lead]:
+            raise RuntimeError(f"expand: the tensor of shape {x.shape} cannot expand to "
+                               f"{target}: dim {i} has size {s}, not 1")
+    if target == x.shape:
+        return x
+    return Expand.apply(x, target)
+
+
+def expand_as(x: Tensor, other: Tensor) -> Tensor:
+    return expand(x, other.shape)
+
+
+def view_as(x: Tensor, other: Tensor) -> Tensor:
+    return reshape(x, other.shape)
+
+
 # --- indexing ---
 
 def _raw_index(index, ref: Tensor):
@@ -121,6 +166,8 @@ def _is_advanced(index) -> bool:
 
 
 class GetItem(Function):
+    saves_inputs = False
+
     def forward(self, x, index):
         self.meta = (x.shape, x.dtype, index)
         return x[index]
@@ -144,6 +191,8 @@ def getitem(x: Tensor, index) -> Tensor:
 # --- padding and concatenation ---
 
 class Pad(Function):
+    saves_inputs = False
+
     def forward(self, x, widths, value):
         xp = array_module(x)
         self.crop = tuple(slice(lo, lo + s) for (lo, _), s in zip(widths, x.shape))
@@ -173,6 +222,8 @@ def pad(x: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Te
 
 
 class Concatenate(Function):
+    saves_inputs = False
+
     def forward(self, *arrays, axis):
         xp = array_module(arrays[0])
         self.axis = axis
@@ -215,6 +266,8 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 class SubsampleZeroPad(Function):
     """The graph node of :func:`zero_pad_shortcut` (its module is ``models.ZeroPadShortcut``)."""
+
+    saves_inputs = False
 
     def forward(self, x, out_channels, stride):
         xp = array_module(x)

@@ -1,0 +1,176 @@
+"""``minires.utils.data``: PyTorch's data API (``Dataset``, ``TensorDataset``, ``DataLoader``,
+``random_split``, ``Subset``) with its keywords, on top of :mod:`minires.data.loader`.
+
+The loader *is* minires' own :class:`minires.data.DataLoader` (same epoch order, seeding and
+resumable ``state_dict``); what this module adds is PyTorch's calling convention: a dataset
+returns a *tuple per sample* (tensors, arrays or numbers), and a batch is that tuple with each
+field stacked along a new first axis (``collate_fn``, default :func:`default_collate`).
+
+Differences, on purpose:
+
+* ``num_workers`` is accepted and ignored: batches are assembled in the main process. Worker
+  processes would need picklable datasets and shared memory to pay off; a batch here is one NumPy
+  fancy-indexing copy, which costs less than sending it between processes would.
+* ``pin_memory`` is accepted and ignored (NumPy host memory; CuPy copies it as it is).
+* ``sampler``/``batch_sampler`` are not implemented; ``shuffle=True`` draws a permutation per
+  epoch from a seed. ``generator`` (an int seed or a NumPy ``Generator``) gives that seed;
+  without one, the seed is drawn from minires' generator, so ``mr.manual_seed`` fixes it.
+* ``TensorDataset`` here takes tensors (``TensorDataset(x, y)``), as PyTorch's; the
+  (images, labels) ``TensorDataset`` of :mod:`minires.data` is the course's own.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy
+
+from .. import backend
+from ..autograd import Tensor
+from ..data import loader as _loader
+from ..data.loader import Subset
+from ..random import host_generator
+
+__all__ = ["Dataset", "TensorDataset", "DataLoader", "Subset", "random_split", "default_collate"]
+
+
+class Dataset:
+    """The base class of map-style datasets: define ``__getitem__(i)`` and ``__len__``."""
+
+    def __getitem__(self, index):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TensorDataset(Dataset):
+    """Sample ``i`` is ``tuple(t[i] for t in tensors)``; all tensors share their first dim."""
+
+    def __init__(self, *tensors):
+        if not tensors:
+            raise ValueError("TensorDataset: give at least one tensor")
+        tensors = tuple(t if isinstance(t, Tensor) else Tensor(numpy.asarray(t))
+                        for t in tensors)
+        n = tensors[0].shape[0] if tensors[0].ndim else None
+        if any(t.ndim == 0 or t.shape[0] != n for t in tensors):
+            raise ValueError(f"TensorDataset: the tensors' first dims differ: "
+                             f"{[tuple(t.shape) for t in tensors]}")
+        self.tensors = tensors
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __len__(self) -> int:
+        return self.tensors[0].shape[0]
+
+    def get_items(self, indices) -> tuple:
+        """A whole batch at once: one indexing copy per tensor (what the loader uses)."""
+        out = []
+        for t in self.tensors:
+            idx = backend.to_device(numpy.asarray(indices), t.device)
+            out.append(Tensor._wrap(t.array[idx]))
+        return tuple(out)
+
+
+def default_collate(samples: list):
+    """Stack a list of samples field by field: tensors and arrays along a new first axis,
+    Python ints to int64, floats to float64 (as PyTorch), tuples/lists/dicts recursively."""
+    first = samples[0]
+    if isinstance(first, Tensor):
+        xp = first.xp
+        return Tensor._wrap(xp.stack([s.array for s in samples]))
+    if isinstance(first, numpy.ndarray) or isinstance(first, numpy.generic):
+        return Tensor(numpy.stack([numpy.asarray(s) for s in samples]))
+    if isinstance(first, bool):
+        return Tensor(numpy.asarray(samples, dtype=bool))
+    if isinstance(first, numbers.Integral):
+        return Tensor(numpy.asarray(samples, dtype=numpy.int64))
+    if isinstance(first, numbers.Real):
+        return Tensor(numpy.asarray(samples, dtype=numpy.float64))
+    if isinstance(first, dict):
+        return {k: default_collate([s[k] for s in samples]) for k in first}
+    if isinstance(first, (tuple, list)):
+        return [default_collate(list(field)) for field in zip(*samples)]
+    return samples
+
+
+class DataLoader(_loader.DataLoader):
+    """``DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0, collate_fn=None,
+    pin_memory=False, drop_last=False, generator=None)``: batches as PyTorch's loader gives them
+    (a list with one stacked tensor per field of the samples). See the module docstring for what
+    is accepted and ignored. ``device`` (a minires extension) moves every batch there; without
+    it, batches stay where the dataset's tensors are (the host for arrays), as in PyTorch."""
+
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, sampler=None,
+                 batch_sampler=None, num_workers: int = 0, collate_fn=None,
+                 pin_memory: bool = False, drop_last: bool = False, timeout: float = 0,
+                 worker_init_fn=None, generator=None, prefetch_factor=None,
+                 persistent_workers: bool = False, device=None):
+        if sampler is not None or batch_sampler is not None:
+            raise NotImplementedError("DataLoader: sampler and batch_sampler are not implemented; "
+                                      "use shuffle=True, or a Subset of the indices you want")
+        if int(num_workers) < 0:
+            raise ValueError(f"DataLoader: num_workers must be >= 0, got {num_workers}")
+        if generator is None:
+            seed = int(host_generator().integers(2 ** 31))
+        elif isinstance(generator, numpy.random.Generator):
+            seed = int(generator.integers(2 ** 31))
+        else:
+            seed = int(generator)
+        super().__init__(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                         seed=seed, device=device)
+        self.num_workers = int(num_workers)
+        self.collate_fn = collate_fn if collate_fn is not None else default_collate
+
+    def _serve(self, epoch, start, order, device, iteration):
+        for b in range(start, len(self)):
+            indices = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.collate_fn is default_collate and hasattr(self.dataset, "get_items"):
+                batch = list(self.dataset.get_items(indices))
+            else:
+                batch = self.collate_fn([self.dataset[int(i)] for i in indices])
+            if self._iteration == iteration:
+                self._served = b + 1
+            yield _move(batch, self.device) if self.device is not None else batch
+
+    def __repr__(self):
+        return (f"utils.data.DataLoader({len(self.dataset)} samples, "
+                f"batch_size={self.batch_size}, shuffle={self.shuffle}, "
+                f"drop_last={self.drop_last})")
+
+
+def _move(batch, device):
+    """The batch's tensors on ``device`` (the ``device=`` keyword, a minires extension)."""
+    if isinstance(batch, Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _move(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_move(v, device) for v in batch)
+    return batch
+
+
+def random_split(dataset, lengths, generator=None) -> list:
+    """Split ``dataset`` into non-overlapping random :class:`Subset` s of the given lengths
+    (counts summing to ``len(dataset)``, or fractions summing to 1, as PyTorch's)."""
+    n = len(dataset)
+    lengths = list(lengths)
+    if all(isinstance(x, float) for x in lengths) and math.isclose(sum(lengths), 1.0) \
+            and sum(lengths) <= 1:
+        counts = [int(math.floor(n * f)) for f in lengths]
+        for i in range(n - sum(counts)):          # the remainder, round-robin, as PyTorch
+            counts[i % len(counts)] += 1
+        lengths = counts
+    if sum(lengths) != n:
+        raise ValueError(f"random_split: the lengths {lengths} sum to {sum(lengths)}, but the "
+                         f"dataset has {n} samples")
+    rng = generator if isinstance(generator, numpy.random.Generator) else \
+        numpy.random.default_rng(int(generator) if generator is not None
+                                 else int(host_generator().integers(2 ** 31)))
+    order = rng.permutation(n)
+    out, start = [], 0
+    for length in lengths:
+        out.append(Subset(dataset, order[start:start + length]))
+        start += length
+    return out
