@@ -3,6 +3,7 @@
     minires degradation [--quick | --full] [--depths 20 56] [--steps N] ...
     minires gradflow --model plain56 --compare resnet56 [--after-steps K] ...
     minires train --model resnet20 [--dataset embedded|cifar10] [--epochs N] ...
+    minires check conv2d my_kernels.py      (and minires release: see minires.course.cli)
 
 Bad arguments give a one-line error and exit status 2; an unavailable device or unreadable data
 exits with status 1. Neither prints a traceback.
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="minires-out/train")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     t.add_argument("--no-progress", action="store_true")
+
+    from .course.cli import add_parsers as add_course_parsers   # minires check, minires release
+    add_course_parsers(sub)
     return parser
 
 
@@ -235,8 +239,9 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"degradation": cmd_degradation, "gradflow": cmd_gradflow,
-               "train": cmd_train}[args.command]
+    handler = getattr(args, "run", None) or {"degradation": cmd_degradation,
+                                             "gradflow": cmd_gradflow,
+                                             "train": cmd_train}[args.command]
     try:
         return handler(args)
     except CLIError as exc:
