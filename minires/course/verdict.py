@@ -84,10 +84,9 @@ class Verdict:
             return (f"{self.piece}: PASSED on {self.device}, {len(self.cases)} cases "
                     f"(relative error vs minires {err(self.error_vs_reference)}, vs numeric "
                     f"gradient {err(self.error_vs_numeric)})")
-        lines = [f"{self.piece}: FAILED on {self.device}, case {len(self.cases)} of the checks: "
-                 f"{self.case}",
+        lines = [f"{self.piece}: FAILED on {self.device}, case {len(self.cases)}: {self.case}",
                  f"  {self.failure}"]
-        if self.error_vs_reference is not None or self.error_vs_numeric is not None:
+        if self.error_vs_reference is not None and self.error_vs_numeric is not None:
             lines.append(f"  relative error vs minires {err(self.error_vs_reference)}, vs numeric "
                          f"gradient {err(self.error_vs_numeric)}")
         if self.trap:
