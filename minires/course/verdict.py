@@ -37,7 +37,9 @@ def relative_error(a, b) -> float:
     b = numpy.asarray(b, dtype=numpy.float64)
     if a.size == 0:
         return 0.0
-    return float(numpy.max(numpy.abs(a - b) / numpy.maximum(1e-8, numpy.abs(a) + numpy.abs(b))))
+    with numpy.errstate(invalid="ignore", over="ignore"):     # inf or NaN gives NaN: a failure
+        err = numpy.max(numpy.abs(a - b) / numpy.maximum(1e-8, numpy.abs(a) + numpy.abs(b)))
+    return float(err) if numpy.isfinite(err) else float("inf")
 
 
 def numeric_gradient(f, x, dy, h: float = 1e-5):
@@ -144,7 +146,8 @@ class Checker:
         return (values - values.mean() + 0.0125).reshape(shape)     # no value at 0
 
     def dev(self, array):
-        return backend.to_device(numpy.ascontiguousarray(array), self.device)
+        """A copy on the checked device (never the checker's own array: code may write to it)."""
+        return backend.to_device(numpy.array(array), self.device)
 
     def host(self, value, what: str, student: bool = True):
         """A result as a float64 host array; the student's must be on the checked device."""
