@@ -1,6 +1,7 @@
 """The course's tools: ``minires check``, ``minires release`` (nbgrader's stripping without
 nbgrader) and ``mr.course.use`` (a model trained on the student's kernels)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +41,14 @@ def test_check_fails_with_exit_1_case_and_hint(kernels_file, capsys):
     out = capsys.readouterr().out
     assert "conv2d: FAILED on cpu, case 2: x (2, 3, 5, 6)" in out
     assert "hint: windows overlap" in out and "col2im must add" in out
+    # docs/teaching.md shows this report: its lines (but the measured error) must be the real ones
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "teaching.md").read_text()
+    shown = docs.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert len(shown) == 3
+    for line in shown:
+        if "relative error ..." in line:
+            line = line.split("relative error ...")[0]
+        assert line in out, line
 
 
 @pytest.mark.parametrize("content, message", [
@@ -99,7 +108,6 @@ def test_release_markdown_hidden_tests_and_whole_cells():
 
 
 def test_release_command_writes_student_versions(tmp_path, capsys):
-    from pathlib import Path
     source = Path(__file__).resolve().parents[1] / "notebooks" / "assignments"
     assert main(["release", str(source), str(tmp_path / "student")]) == 0
     written = sorted((tmp_path / "student").glob("*.ipynb"))
