@@ -39,6 +39,17 @@ CONV_CASES = [
 ]
 
 
+def _conv_cases(ck: Checker):
+    """The designed cases, then one with a random shape, kernel, stride and padding."""
+    rng = ck.rng
+    k = int(rng.integers(1, 4))
+    s, p = int(rng.integers(1, 3)), int(rng.integers(0, k))     # padding < kernel
+    x_shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(k, 9)),
+               int(rng.integers(k, 9)))
+    return CONV_CASES + [(x_shape, int(rng.integers(1, 4)), k, k, s, p, "a random shape",
+                          GENERIC_CONV, False)]
+
+
 def _describe(x_shape, w_shape, stride, padding, adds):
     return f"x {x_shape}, w {w_shape}, stride {stride}, padding {padding} ({adds})"
 
@@ -69,7 +80,7 @@ def reference_col2im(cols, x_shape, kh, kw, s, p):
 
 
 def check_im2col(ck: Checker):
-    for x_shape, _, kh, kw, s, p, adds, trap, _ in CONV_CASES:
+    for x_shape, _, kh, kw, s, p, adds, trap, _ in _conv_cases(ck):
         with ck.case(f"x {x_shape}, kernel {kh}x{kw}, stride {s}, padding {p} ({adds})", trap):
             x = ck.randn(*x_shape)
             x_d = ck.dev(x)
@@ -89,7 +100,7 @@ def check_im2col(ck: Checker):
 
 
 def check_conv2d(ck: Checker):
-    for x_shape, f, kh, kw, s, p, adds, trap, numeric in CONV_CASES:
+    for x_shape, f, kh, kw, s, p, adds, trap, numeric in _conv_cases(ck):
         w_shape = (f, x_shape[1], kh, kw)
         with ck.case(_describe(x_shape, w_shape, s, p, adds), trap):
             x, w, b = ck.randn(*x_shape), ck.randn(*w_shape), ck.randn(f)

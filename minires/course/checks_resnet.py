@@ -199,6 +199,22 @@ def _reachable(root):
     return seen
 
 
+def _is_topological(order, nodes) -> bool:
+    """Every node once, each after all its parents."""
+    if not isinstance(order, (list, tuple)) or len(order) != len(nodes):
+        return False
+    position = {id(n): i for i, n in enumerate(order)}
+    if set(position) != set(nodes):
+        return False
+    return all(position[id(p)] < position[id(n)] for n in order for p in n.parents)
+
+
+def _describe_order(order) -> str:
+    if not isinstance(order, (list, tuple)):
+        return f"a {type(order).__name__}, not a list"
+    return f"{len(order)} nodes, not every node once after all its parents,"
+
+
 def check_graph_backward(ck: Checker):
     from ..autograd import float64
     from ..creation import tensor
@@ -207,14 +223,9 @@ def check_graph_backward(ck: Checker):
             leaves = [Value(v, label=f"leaf{i}") for i, v in enumerate(values)]
             root = build(*leaves)
             order = ck.call("topological_order", root)
-            nodes = _reachable(root)
-            position = {id(n): i for i, n in enumerate(order)} if isinstance(order, list) else {}
-            if len(position) != len(nodes) or len(order) != len(nodes) or set(position) != \
-                    set(nodes) or any(position[id(p)] > position[id(n)] for n in order
-                                      for p in n.parents):
-                raise CheckFailed(f"topological_order returned {len(order) if isinstance(order, list) else type(order).__name__} "
-                                  f"nodes for a graph of {len(nodes)}, or a node before one of "
-                                  f"its parents", GRAPH_TOPO)
+            if not _is_topological(order, _reachable(root)):
+                raise CheckFailed(f"topological_order returned {_describe_order(order)} for a "
+                                  f"graph of {len(_reachable(root))} nodes", GRAPH_TOPO)
             ck.call("backward", root)
             got = numpy.array([leaf.grad for leaf in leaves])
             ts = [tensor(v, requires_grad=True, dtype=float64, device=ck.device) for v in values]
