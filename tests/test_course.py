@@ -274,6 +274,47 @@ def backward_recursive(root):
     push(root)
 
 
+def relu_backward_passes_dy(dy, cache):
+    return dy
+
+
+def avg_pool_forward_sums(x, kernel, stride):
+    y, cache = AVG_FORWARD(x, kernel, stride)
+    return y * (kernel * kernel), cache
+
+
+def max_pool_backward_from_output_size(dy, cache):
+    """Allocates dx as (Ho - 1) s + k rows: short when (H - k) % s != 0."""
+    x_shape, argmax, kernel, stride = cache
+    n, c, ho, wo = dy.shape
+    dx = array_module(dy).zeros((n, c, (ho - 1) * stride + kernel, (wo - 1) * stride + kernel))
+    for a in range(kernel):
+        for b in range(kernel):
+            dx[:, :, a:a + stride * (ho - 1) + 1:stride, b:b + stride * (wo - 1) + 1:stride] += \
+                dy * (argmax == a * kernel + b)
+    return dx
+
+
+def bn_forward_unbiased(x, gamma, beta, eps):
+    xp = array_module(x)
+    inv_std = 1 / xp.sqrt(x.var(axis=(0, 2, 3), ddof=1, keepdims=True) + eps)
+    x_hat = (x - x.mean(axis=(0, 2, 3), keepdims=True)) * inv_std
+    return c(gamma) * x_hat + c(beta), (x_hat, gamma, inv_std)
+
+
+def bn_backward_constant_statistics(dy, cache):
+    x_hat, gamma, inv_std = cache
+    return (c(gamma) * inv_std * dy, (dy * x_hat).sum(axis=(0, 2, 3)), dy.sum(axis=(0, 2, 3)))
+
+
+def shortcut_from_row_1(x, out_channels, stride):
+    xp = array_module(x)
+    sub = x[:, :, 1::stride, 1::stride] if stride > 1 else x
+    y = xp.zeros((x.shape[0], out_channels) + sub.shape[2:])
+    y[:, :x.shape[1]] = sub
+    return y, (x.shape, stride)
+
+
 def topological_order_roots_only(root):
     return [root]
 
@@ -283,6 +324,7 @@ def stub(*args):
 
 
 SOLVED_TOPO = student("a3_residual_block")["topological_order"]
+AVG_FORWARD = student("a1_kernels")["avg_pool_forward"]
 
 TRAPS = [
     ("im2col", "a1_kernels", {"col2im": col2im_assign}, K.OVERLAP),
@@ -292,6 +334,15 @@ TRAPS = [
     ("conv2d", "a1_kernels", {"col2im": col2im_from_output_size}, K.UNEVEN),
     ("conv2d", "a1_kernels", {"im2col": im2col_square}, K.RECTANGLE),
     ("relu", "a1_kernels", {"relu_backward": relu_backward_masks_dy}, K.RELU_MASK),
+    ("relu", "a1_kernels", {"relu_backward": relu_backward_passes_dy}, K.RELU_THROUGH),
+    ("avg_pool", "a1_kernels", {"avg_pool_forward": avg_pool_forward_sums}, K.AVG_FORWARD),
+    ("max_pool", "a1_kernels", {"max_pool_backward": max_pool_backward_from_output_size},
+     K.POOL_UNEVEN),
+    ("batch_norm", "a2_batch_norm", {"batch_norm_forward": bn_forward_unbiased}, N.BN_BIASED),
+    ("batch_norm", "a2_batch_norm", {"batch_norm_backward": bn_backward_constant_statistics},
+     N.NO_PATHS),
+    ("shortcut_a", "a3_residual_block", {"shortcut_a_forward": shortcut_from_row_1},
+     R.SHORTCUT_OFFSET),
     ("max_pool", "a1_kernels", {"max_pool_backward": max_pool_backward_spreads}, K.MAX_ROUTE),
     ("max_pool", "a1_kernels", {"max_pool_backward": max_pool_backward_assign}, K.POOL_OVERLAP),
     ("avg_pool", "a1_kernels", {"avg_pool_backward": avg_pool_backward_undivided}, K.AVG_SCALE),
