@@ -81,16 +81,16 @@ class Verdict:
 
     def report(self) -> str:
         def err(v):
-            return "-" if v is None else f"{v:.1e}"
+            return "not compared" if v is None else f"{v:.1e}"
         if self.passed:
             return (f"{self.piece}: PASSED on {self.device}, {len(self.cases)} cases "
                     f"(relative error vs minires {err(self.error_vs_reference)}, vs numeric "
                     f"gradient {err(self.error_vs_numeric)})")
         lines = [f"{self.piece}: FAILED on {self.device}, case {len(self.cases)}: {self.case}",
                  f"  {self.failure}"]
-        if self.error_vs_reference is not None and self.error_vs_numeric is not None:
-            lines.append(f"  relative error vs minires {err(self.error_vs_reference)}, vs numeric "
-                         f"gradient {err(self.error_vs_numeric)}")
+        if self.error_vs_reference is not None or self.error_vs_numeric is not None:
+            lines.append(f"  in this case: relative error vs minires {err(self.error_vs_reference)},"
+                         f" vs numeric gradient {err(self.error_vs_numeric)}")
         if self.trap:
             lines.append(f"  hint: {self.trap}")
         return "\n".join(lines)
