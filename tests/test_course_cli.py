@@ -176,3 +176,18 @@ def test_use_restores_minires_kernels_even_on_error():
     with pytest.raises(mr.course.MissingFunctionError, match="found neither"):
         with mr.course.use({"col2im": col2im_assign}):
             pass
+
+
+def test_docs_table_lists_every_check_with_its_points():
+    root = Path(__file__).resolve().parents[1]
+    rows = {line.split("|")[1].strip(" `"): line for line in
+            (root / "docs" / "teaching.md").read_text().splitlines()
+            if line.startswith("| `a")}
+    for path in sorted((root / "notebooks" / "assignments").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        checks = [c["metadata"]["nbgrader"] for c in cells
+                  if c["cell_type"] == "code" and c["metadata"].get("nbgrader", {}).get("grade")]
+        assert checks, path.name
+        for meta in checks:
+            piece = meta["grade_id"].removeprefix("check_")
+            assert f"`{piece}` ({meta['points']})" in rows[path.name], (path.name, piece)
