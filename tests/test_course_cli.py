@@ -191,3 +191,21 @@ def test_docs_table_lists_every_check_with_its_points():
         for meta in checks:
             piece = meta["grade_id"].removeprefix("check_")
             assert f"`{piece}` ({meta['points']})" in rows[path.name], (path.name, piece)
+
+
+def test_release_matches_nbgrader_generate_assignment():
+    """Where nbgrader is installed (the optional `.[course]` extra): its own preprocessors give
+    the same student notebooks as `minires release`."""
+    pytest.importorskip("nbgrader")
+    import nbformat
+    from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions
+    from minires.course.release import student_notebook
+    source = Path(__file__).resolve().parents[1] / "notebooks" / "assignments"
+    for path in sorted(source.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for preprocessor in (ClearSolutions(), ClearHiddenTests(), ClearOutput()):
+            nb, _ = preprocessor.preprocess(nb, {})
+        ours = student_notebook(json.loads(path.read_text()))
+        assert len(ours["cells"]) == len(nb.cells)
+        for theirs, mine in zip(nb.cells, ours["cells"]):
+            assert "".join(mine["source"]) == theirs.source, path.name
