@@ -4,6 +4,7 @@
     minires gradflow --model plain56 --compare resnet56 [--after-steps K] ...
     minires responses --from DIR [--models plain20 resnet20 ...]
     minires train --model resnet20 [--dataset embedded|cifar10] [--epochs N] ...
+    minires check conv2d my_kernels.py      (and minires release: see minires.course.cli)
 
 Bad arguments give a one-line error and exit status 2. Every error minires raises on purpose is
 a :class:`~minires.errors.MiniresError` (an unavailable device, unreadable data, a checkpoint
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="minires-out/train")
     _add_resume_flags(t, "continue from OUT/checkpoint.npz (same flags as the first time)")
     t.add_argument("--no-progress", action="store_true")
+
+    from .course.cli import add_parsers as add_course_parsers   # minires check, minires release
+    add_course_parsers(sub)
     return parser
 
 
@@ -397,8 +401,10 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     tune_host_allocator()   # recycle host memory between training steps (minires.host_allocator)
-    handler = {"degradation": cmd_degradation, "gradflow": cmd_gradflow,
-               "responses": cmd_responses, "train": cmd_train}[args.command]
+    handler = getattr(args, "run", None) or {"degradation": cmd_degradation,
+                                             "gradflow": cmd_gradflow,
+                                             "responses": cmd_responses,
+                                             "train": cmd_train}[args.command]
     stops = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)] \
         if threading.current_thread() is threading.main_thread() else []
     previous = {s: signal.signal(getattr(signal, s), _stop) for s in stops}
