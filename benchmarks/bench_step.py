@@ -1,24 +1,27 @@
-"""One SGD training step (forward, backward, update) of CIFAR ResNet-20 and ResNet-56 at batch
-128, float32, minires vs the same nets in PyTorch measured in the same run.
+"""A training step (forward, backward, SGD update) and an evaluation forward (``no_grad``, eval
+mode) of minires's ResNets against the same nets in PyTorch, measured in the same run, with the
+peak memory of a training step.
 
-    python benchmarks/bench_step.py [--device cpu|cuda] [--models resnet20 resnet56]
-                                    [--batch-sizes 128] [--image-size 32] [--json out.json]
-                                    [--no-memory]
+    python benchmarks/bench_step.py [--device cpu|cuda] [--cases resnet20:128:32 ...]
+                                    [--models resnet20 --batch-sizes 128 --image-size 32]
+                                    [--repeat 5] [--no-memory] [--json out.json]
 
-The PyTorch twin is built here with the same layers (3x3 convs without bias, BN, option-A
-shortcuts). Ratio = minires time / PyTorch time (lower is better). On cuda, PyTorch uses cuDNN.
+A case is ``model:batch:image_size``; the default cases are CIFAR ResNet-20, -56 and -110 at batch
+128 on 32x32 images and ImageNet ResNet-18 at batch 8 on 224x224. ``--models``/``--batch-sizes``/
+``--image-size`` give the cases as a product instead. The PyTorch twins are built here with the
+same layers (3x3 convs without bias, BN, option-A shortcuts for the CIFAR nets; the 7x7 stem, max
+pool and projection shortcuts for ImageNet). Ratio = minires time / PyTorch time (lower is
+better). On cuda, PyTorch uses cuDNN.
 
 Peak memory: each framework runs three training steps in a process of its own (so that neither
-sees the other's heap), which reports its peak resident set size (``ru_maxrss``) and the resident
-size just before the first step; the step's own peak is the difference. On cuda, the peak of the
-device memory pool is reported instead.
+sees the other's heap), which reports its peak resident set size (``VmHWM``) and the resident
+size just before the first step; the step's own peak is the difference. Not measured on cuda.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 
@@ -30,6 +33,9 @@ from minires import backend, models, optim  # noqa: E402
 from minires.host_allocator import tune_host_allocator  # noqa: E402
 
 from common import timeit, torch_or_none, write_results  # noqa: E402
+
+DEFAULT_CASES = ("resnet20:128:32", "resnet56:128:32", "resnet110:128:32", "resnet18:8:224")
+IMAGENET_DEPTHS = (18, 34)
 
 
 def torch_cifar_resnet(torch, depth: int, width: int = 16):
@@ -63,35 +69,103 @@ def torch_cifar_resnet(torch, depth: int, width: int = 16):
     return nn.Sequential(*layers)
 
 
-def time_minires(name, batch, size, device, repeat):
+def torch_imagenet_resnet(torch, depth: int):
+    """ImageNet ResNet-18/34 as in the paper's Table 1 (option B: projection when shapes change)."""
+    nn, tf = torch.nn, torch.nn.functional
+    counts = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}[depth]
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.proj = None
+            if stride != 1 or cin != cout:
+                self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = self.b2(self.c2(tf.relu(self.b1(self.c1(x)))))
+            return tf.relu(out + (x if self.proj is None else self.proj(x)))
+
+    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+              nn.MaxPool2d(3, 2, 1)]
+    cin = 64
+    for stage, (cout, n) in enumerate(zip((64, 128, 256, 512), counts)):
+        for i in range(n):
+            layers.append(Block(cin, cout, 2 if stage > 0 and i == 0 else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 1000)]
+    return nn.Sequential(*layers)
+
+
+def _depth(name: str) -> int:
+    return int("".join(c for c in name if c.isdigit()))
+
+
+def _classes(name: str) -> int:
+    return 1000 if _depth(name) in IMAGENET_DEPTHS else 10
+
+
+def build_minires(name, batch, size, device):
+    """The model, an SGD optimiser, a batch and its labels."""
     mr.manual_seed(0)
     model = models.get_model(name).to(device)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     x = mr.randn(batch, 3, size, size, device=device)
-    y = mr.randint(0, 10, (batch,), device=device)
+    y = mr.randint(0, _classes(name), (batch,), device=device)
+    return model, opt, x, y
+
+
+def build_torch(torch, name, batch, size, device):
+    torch.manual_seed(0)
+    dev = "cuda" if device.startswith("cuda") else "cpu"
+    depth = _depth(name)
+    model = (torch_imagenet_resnet(torch, depth) if depth in IMAGENET_DEPTHS
+             else torch_cifar_resnet(torch, depth)).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch, 3, size, size, device=dev)
+    y = torch.randint(0, _classes(name), (batch,), device=dev)
+    return model, opt, x, y
+
+
+def time_minires(name, batch, size, device, repeat):
+    """Median seconds of a training step and of an evaluation forward."""
+    model, opt, x, y = build_minires(name, batch, size, device)
+    sync = lambda: backend.synchronize(device)  # noqa: E731
 
     def step():
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
-    return timeit(step, repeat, warmup=2, sync=lambda: backend.synchronize(device))
+
+    def evaluate():
+        with mr.no_grad():
+            model(x)
+    model.train()
+    t_step = timeit(step, repeat, warmup=2, sync=sync)
+    model.eval()
+    return t_step, timeit(evaluate, repeat, warmup=1, sync=sync)
 
 
 def time_torch(torch, name, batch, size, device, repeat):
-    torch.manual_seed(0)
-    depth = int("".join(c for c in name if c.isdigit()))
-    dev = "cuda" if device.startswith("cuda") else "cpu"
-    model = torch_cifar_resnet(torch, depth).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(batch, 3, size, size, device=dev)
-    y = torch.randint(0, 10, (batch,), device=dev)
+    model, opt, x, y = build_torch(torch, name, batch, size, device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
 
     def step():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-    sync = torch.cuda.synchronize if dev == "cuda" else None
-    return timeit(step, repeat, warmup=2, sync=sync)
+
+    def evaluate():
+        with torch.no_grad():
+            model(x)
+    model.train()
+    t_step = timeit(step, repeat, warmup=2, sync=sync)
+    model.eval()
+    return t_step, timeit(evaluate, repeat, warmup=1, sync=sync)
 
 
 def _rss_mib() -> float:
@@ -101,33 +175,34 @@ def _rss_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB: ``VmHWM`` of /proc/self/status (unlike
+    ``ru_maxrss``, which Linux carries over from the parent through fork and exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024           # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def peak_memory_child(framework: str, name: str, batch: int, size: int, steps: int = 3) -> dict:
     """Run in a fresh process: build the model and a batch, then ``steps`` training steps.
     Returns the process's peak RSS, its RSS before the first step, and their difference."""
     if framework == "minires":
         tune_host_allocator()
-        mr.manual_seed(0)
-        model = models.get_model(name)
-        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-        x = mr.randn(batch, 3, size, size)
-        y = mr.randint(0, 10, (batch,))
+        model, opt, x, y = build_minires(name, batch, size, "cpu")
         loss_fn = F.cross_entropy
     else:
         import torch
         torch.set_num_threads(os.cpu_count() or 1)
-        torch.manual_seed(0)
-        depth = int("".join(c for c in name if c.isdigit()))
-        model = torch_cifar_resnet(torch, depth)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-        x = torch.randn(batch, 3, size, size)
-        y = torch.randint(0, 10, (batch,))
+        model, opt, x, y = build_torch(torch, name, batch, size, "cpu")
         loss_fn = torch.nn.functional.cross_entropy
     before = _rss_mib()
     for _ in range(steps):
         opt.zero_grad()
         loss_fn(model(x), y).backward()
         opt.step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024    # KiB on Linux
+    peak = _peak_rss_mib()
     return {"peak_rss_mib": round(peak, 1), "rss_before_mib": round(before, 1),
             "step_peak_mib": round(peak - before, 1)}
 
@@ -143,12 +218,27 @@ def peak_memory(framework: str, name: str, batch: int, size: int) -> dict | None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def parse_cases(args) -> list[tuple[str, int, int]]:
+    if args.models or args.batch_sizes or args.image_size:
+        return [(m, b, args.image_size or 32) for m in (args.models or ["resnet20", "resnet56"])
+                for b in (args.batch_sizes or [128])]
+    cases = []
+    for case in args.cases or DEFAULT_CASES:
+        try:
+            name, batch, size = case.split(":")
+            cases.append((name, int(batch), int(size)))
+        except ValueError:
+            raise SystemExit(f"bench_step: a case is model:batch:image_size, got {case!r}")
+    return cases
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[128])
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--cases", nargs="+", help=f"model:batch:size (default {DEFAULT_CASES})")
+    parser.add_argument("--models", nargs="+")
+    parser.add_argument("--batch-sizes", nargs="+", type=int)
+    parser.add_argument("--image-size", type=int)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json")
     parser.add_argument("--no-memory", action="store_true",
@@ -164,30 +254,35 @@ def main(argv=None):
     if torch is not None and not args.device.startswith("cuda"):
         torch.set_num_threads(os.cpu_count() or 1)
     rows = []
-    print(f"{'model':<10} {'batch':>5} {'minires s':>10} {'torch s':>9} {'ratio':>6}")
-    for name in args.models:
-        for batch in args.batch_sizes:
-            t_mr = time_minires(name, batch, args.image_size, args.device, args.repeat)
-            t_torch = time_torch(torch, name, batch, args.image_size, args.device, args.repeat) \
+    print(f"{'model':<10} {'batch':>5} {'size':>4} | {'step s':>7} {'torch':>7} {'ratio':>5} | "
+          f"{'eval s':>7} {'torch':>7} {'ratio':>5} | peak RSS MiB (torch, ratio)")
+    for name, batch, size in parse_cases(args):
+        t_mr, e_mr = time_minires(name, batch, size, args.device, args.repeat)
+        t_torch, e_torch = time_torch(torch, name, batch, size, args.device, args.repeat) \
+            if torch is not None else (None, None)
+        row = {"model": name, "batch": batch, "image_size": size,
+               "minires_s": t_mr, "torch_s": t_torch,
+               "ratio": t_mr / t_torch if t_torch else None,
+               "minires_eval_s": e_mr, "torch_eval_s": e_torch,
+               "eval_ratio": e_mr / e_torch if e_torch else None}
+        memory = "-"
+        if not args.no_memory and not args.device.startswith("cuda"):
+            row["minires_memory"] = peak_memory("minires", name, batch, size)
+            row["torch_memory"] = peak_memory("torch", name, batch, size) \
                 if torch is not None else None
-            ratio = t_mr / t_torch if t_torch else None
-            row = {"model": name, "batch": batch, "image_size": args.image_size,
-                   "minires_s": t_mr, "torch_s": t_torch, "ratio": ratio}
-            line = (f"{name:<10} {batch:>5} {t_mr:>10.3f} "
-                    f"{(f'{t_torch:.3f}' if t_torch else '-'):>9} "
-                    f"{(f'{ratio:.2f}' if ratio else '-'):>6}")
-            if not args.no_memory and not args.device.startswith("cuda"):
-                row["minires_memory"] = peak_memory("minires", name, batch, args.image_size)
-                row["torch_memory"] = peak_memory("torch", name, batch, args.image_size) \
-                    if torch is not None else None
-                if row["minires_memory"] and row["torch_memory"]:
-                    row["peak_rss_ratio"] = (row["minires_memory"]["peak_rss_mib"]
-                                             / row["torch_memory"]["peak_rss_mib"])
-                    line += (f"   peak RSS {row['minires_memory']['peak_rss_mib']:.0f} MiB vs "
-                             f"{row['torch_memory']['peak_rss_mib']:.0f} "
-                             f"({row['peak_rss_ratio']:.2f}x)")
-            rows.append(row)
-            print(line, flush=True)
+            if row["minires_memory"] and row["torch_memory"]:
+                row["peak_rss_ratio"] = (row["minires_memory"]["peak_rss_mib"]
+                                         / row["torch_memory"]["peak_rss_mib"])
+                memory = (f"{row['minires_memory']['peak_rss_mib']:.0f} "
+                          f"({row['torch_memory']['peak_rss_mib']:.0f}, "
+                          f"{row['peak_rss_ratio']:.2f})")
+        rows.append(row)
+
+        def fmt(v, spec):
+            return "-" if v is None else format(v, spec)
+        print(f"{name:<10} {batch:>5} {size:>4} | {t_mr:>7.3f} {fmt(t_torch, '>7.3f')} "
+              f"{fmt(row['ratio'], '>5.2f')} | {e_mr:>7.3f} {fmt(e_torch, '>7.3f')} "
+              f"{fmt(row['eval_ratio'], '>5.2f')} | {memory}", flush=True)
     if args.json:
         write_results(args.json, args.device, rows)
 
