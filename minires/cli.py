@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--models", nargs="+", help="which of its models (default: all it saved)")
     r.add_argument("--device", default=None)
     r.add_argument("--out", help="where to write (default: FROM/responses)")
+    r.add_argument("--overwrite", action="store_true", help="replace the results in OUT")
 
     t = sub.add_parser("train", help="train one model")
     t.add_argument("--model", default="resnet20")
@@ -212,6 +213,7 @@ _OUTPUTS = {
     "gradflow": ("gradflow.json", "gradient_norms.png", "response_std.png",
                  "shortcut_vs_branch_*.png"),
     "train": ("checkpoint.npz", "history.json", "training_error.png"),
+    "responses": ("responses.json", "response_std.png"),
 }
 
 
@@ -302,7 +304,11 @@ def cmd_gradflow(args) -> int:
 def cmd_responses(args) -> int:
     from .experiments import run_responses
     device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
-    out = _writable_dir(args.out or os.path.join(args.source, "responses"))
+    if not os.path.exists(os.path.join(args.source, "results.json")):      # before any folder
+        raise CLIError(f"{os.path.join(args.source, 'results.json')} not found: run `minires "
+                       f"degradation --out {args.source}` first")
+    args.out = args.out or os.path.join(args.source, "responses")
+    out = _prepare_out(args)
     results = run_responses(args.source, [_model_name(n) for n in args.models or []], out=out,
                             device=device)
     for depth, twin in results["comparison"]["twins"].items():

@@ -79,6 +79,12 @@ def test_responses_command_on_a_tiny_degradation_run(tmp_path, capsys):
     assert data["settings"]["mode"] == "eval" and data["settings"]["images"] == 2000
     assert all(len(v) == 7 and min(v) > 0 for v in data["models"].values())
     assert os.path.getsize(os.path.join(out, "responses", "response_std.png")) > 1000
+    # results are never overwritten silently
+    capsys.readouterr()
+    assert cli.main(["responses", "--from", out]) == 1
+    assert "--overwrite to replace them" in capsys.readouterr().err
+    assert cli.main(["responses", "--from", out, "--overwrite"]) == 0
     # a folder without a degradation run: one line, exit status 1
     assert cli.main(["responses", "--from", str(tmp_path / "nothing")]) == 1
     assert "run `minires degradation" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "nothing")          # no folder left behind
