@@ -49,3 +49,18 @@ def test_the_summary_is_the_json():
     for res in results:
         for run in res["runs"]:
             assert run["train_error"][-1] in summary[run["model"]]["train"]
+
+
+def test_the_figure7_block_gives_a_verdict_per_claim():
+    data = pages._load(os.path.join(pages.RESPONSES, "responses.json"))
+    comp = data["comparison"]
+    text = pages.block_responses(pages.degradation_runs())
+    assert "Section 4.2" in text and "generally smaller responses" in text, "the paper is quoted"
+    bullets = [b.replace("\n  ", " ") for b in text.split("\n- ")[1:]]
+    for depth, twin in comp["twins"].items():
+        line = next(b for b in bullets if b.startswith(f"Depth {depth}:"))
+        assert ("the first claim holds" in line) == twin["resnet_smaller"], line
+    for pair, c in comp["deeper_resnet"].items():
+        line = next(b for b in bullets if b.startswith(pair.replace("_vs_", " vs ")))
+        assert ("the second claim holds" in line) == c["deeper_smaller"], line
+    assert comp["twins"] and comp["deeper_resnet"], "both claims are tested (depths 20 and 56)"

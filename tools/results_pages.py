@@ -133,7 +133,18 @@ def block_cli_results_json(results) -> str:
     return ("```javascript\n" + text + ",\n  ... (resnet20, plain56, resnet56)\n ]\n}\n```\n")
 
 
-def block_responses(_results=None) -> str:
+PAPER_RESPONSES = ("He et al. (2015), Section 4.2: \"Fig. 7 shows that ResNets have generally "
+                   "smaller responses than their plain counterparts. [...] We also notice that the "
+                   "deeper ResNet has smaller magnitudes of responses, as evidenced by the "
+                   "comparisons among ResNet-20, 56, and 110 in Fig. 7.\"")
+
+
+def _bullet(text: str) -> str:
+    return textwrap.fill(text.strip(), width=99, initial_indent="- ", subsequent_indent="  ",
+                         break_on_hyphens=False) + "\n"
+
+
+def block_responses(results=None) -> str:
     data = _load(os.path.join(RESPONSES, "responses.json"))
     comp = data["comparison"]
     lines = ["| model | layers | mean std | median std | max std |", "| --- | --- | --- | --- | --- |"]
@@ -145,27 +156,44 @@ def block_responses(_results=None) -> str:
     text += _wrap(f"(Trained by the quick degradation run, seed {run['seed']}: {run['image_size']}x"
              f"{run['image_size']} images, width {run['width']}, {run['steps']} steps; measured in "
              f"eval mode on its {data['settings']['images']} held-out test images.)") + "\n"
+    text += _wrap(PAPER_RESPONSES + " On our data:") + "\n"
+    final_train = {}                                 # the same run's final training error
+    for res in results or []:
+        if res["settings"]["seed"] == run["seed"]:
+            final_train = {r["model"]: r["train_error"][-1] for r in res["runs"]}
     for depth, t in comp["twins"].items():
-        holds = "holds" if t["resnet_smaller"] else "does **not** hold"
-        text += (f"- Depth {depth}: the ResNet's response std is below the plain net's in "
-                 f"{t['layers_resnet_smaller']} of {t['layers']} layers (mean {t['resnet_mean']:.3f}"
-                 f" vs {t['plain_mean']:.3f}, median {t['resnet_median']:.3f} vs "
-                 f"{t['plain_median']:.3f}): \"ResNets have generally smaller responses than "
-                 f"their plain counterparts\" {holds} here.\n")
+        mean_below = t["resnet_mean"] < t["plain_mean"]
+        median_below = t["resnet_median"] < t["plain_median"]
+        if t["resnet_smaller"]:
+            verdict = "the first claim holds here"
+        elif mean_below or median_below:
+            verdict = (f"mixed (the {'mean' if mean_below else 'median'} is smaller, the "
+                       f"{'median' if mean_below else 'mean'} is not), so the first claim does "
+                       f"**not** hold here")
+        else:
+            verdict = "the first claim does **not** hold here"
+        note = ""
+        plain_err = final_train.get(f"plain{depth}")
+        if plain_err is not None and plain_err >= 80:
+            note = (f" Plain-{depth} hardly trained in this run ({plain_err:.1f}% final training "
+                    f"error; chance is 90%), so it is a weak twin to compare against.")
+        text += _bullet(f"Depth {depth}: the ResNet's response std is below the plain net's in "
+                        f"{t['layers_resnet_smaller']} of {t['layers']} layers (mean "
+                        f"{t['resnet_mean']:.3f} vs {t['plain_mean']:.3f}, median "
+                        f"{t['resnet_median']:.3f} vs {t['plain_median']:.3f}): {verdict}.{note}")
     missing = [f"{kind}{d}" for d in run["depths"] for kind in ("plain", "resnet")
                if f"{kind}{d}" not in data["models"]]
     if missing:
-        text += ("- Not measured: " + ", ".join(missing) + " (their weights were not among the "
-                 "run's saved models when this was committed)" +
-                 (", so the paper's second claim, about the deeper ResNet, is not tested here."
-                  if not comp["deeper_resnet"] else ".") + "\n")
+        text += _bullet("Not measured: " + ", ".join(missing) + " (their weights were not among "
+                        "the run's saved models when this was committed)" +
+                        (", so the second claim, about the deeper ResNet, is not tested here."
+                         if not comp["deeper_resnet"] else "."))
     for pair, c in comp["deeper_resnet"].items():
         holds = "holds" if c["deeper_smaller"] else "does **not** hold"
         deep, shallow = pair.split("_vs_")
-        text += (f"- {deep} vs {shallow}: mean std {c['deeper_mean']:.3f} vs "
-                 f"{c['shallower_mean']:.3f}, median {c['deeper_median']:.3f} vs "
-                 f"{c['shallower_median']:.3f}: \"the deeper ResNet has smaller magnitudes of "
-                 f"responses\" {holds} here.\n")
+        text += _bullet(f"{deep} vs {shallow}: mean std {c['deeper_mean']:.3f} vs "
+                        f"{c['shallower_mean']:.3f}, median {c['deeper_median']:.3f} vs "
+                        f"{c['shallower_median']:.3f}: the second claim {holds} here.")
     return text
 
 
