@@ -29,7 +29,7 @@ RESPONSES = os.path.join(RESULTS, "responses_trained")
 GRADFLOW = os.path.join(RESULTS, "gradflow_init")
 BLOCK = re.compile(r"(<!-- begin generated: (?P<name>[\w-]+) \(tools/results_pages\.py\) -->\n)"
                    r"(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.DOTALL)
-PAGES = ["README.md", "docs/paper-results.md", "docs/cli.md"]
+PAGES = ["README.md", "docs/paper-results.md", "docs/cli.md", "docs/benchmarks.md"]
 
 
 def _load(path):
@@ -197,11 +197,80 @@ def block_responses(results=None) -> str:
     return text
 
 
+def _bench(name: str) -> dict | None:
+    path = os.path.join(RESULTS, name)
+    return _load(path) if os.path.exists(path) else None
+
+
+def _x(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _step_label(row) -> str:
+    return (f"{row['model']}, batch {row['batch']}, "
+            f"{row['image_size']}x{row['image_size']}")
+
+
+def block_benchmarks_step(results=None) -> str:
+    """The training-step table of docs/benchmarks.md, from bench_step_cpu.json."""
+    data = _bench("bench_step_cpu.json")
+    lines = ["| case (float32) | step, minires | step, PyTorch | ratio | eval forward ratio | "
+             "peak RSS, minires | peak RSS, PyTorch | ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        mem_mr, mem_t = r.get("minires_memory"), r.get("torch_memory")
+        lines.append(
+            f"| {_step_label(r)} | {r['minires_s']:.3f} s | "
+            + (f"{r['torch_s']:.3f} s" if r.get("torch_s") else "-")
+            + f" | {_x(r.get('ratio'))} | {_x(r.get('eval_ratio'))} | "
+            + (f"{mem_mr['peak_rss_mib']:.0f} MiB" if mem_mr else "-") + " | "
+            + (f"{mem_t['peak_rss_mib']:.0f} MiB" if mem_t else "-")
+            + f" | {_x(r.get('peak_rss_ratio'))} |")
+    m = data["machine"]
+    lines.append("")
+    lines.append(_wrap(f"(`benchmarks/results/bench_step_cpu.json`: {m['cpus']} CPU cores, "
+                       f"NumPy {m.get('numpy')}, PyTorch {m.get('torch')} with "
+                       f"{m.get('torch_threads')} threads. Peak RSS is each framework's whole "
+                       f"process, measured in a process of its own; PyTorch's includes its "
+                       f"import, about 300 MiB.)").rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def block_benchmarks_kernels(results=None) -> str:
+    data = _bench("bench_kernels_cpu.json")
+    lines = ["| kernel, forward + backward, batch 128 | minires | PyTorch | ratio |",
+             "| --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        lines.append(f"| {r['kernel']} | {r['minires_ms']:.1f} ms | "
+                     + (f"{r['torch_ms']:.1f} ms" if r.get("torch_ms") else "-")
+                     + f" | {_x(r.get('ratio'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def block_readme_performance(results=None) -> str:
+    data = _bench("bench_step_cpu.json")
+    parts = []
+    for r in data["rows"]:
+        text = f"{r['model']} (batch {r['batch']}, {r['image_size']}x{r['image_size']}): step " \
+               f"{_x(r.get('ratio'))}"
+        if r.get("eval_ratio"):
+            text += f", eval forward {_x(r['eval_ratio'])}"
+        if r.get("peak_rss_ratio"):
+            text += f", peak memory {_x(r['peak_rss_ratio'])}"
+        parts.append(text)
+    return _wrap(f"Measured against PyTorch {data['machine'].get('torch')} in the same run on "
+                 f"{data['machine']['cpus']} CPU cores (`benchmarks/results/bench_step_cpu.json`, "
+                 f"minires / PyTorch, lower is better): " + "; ".join(parts) + ".")
+
+
 BLOCKS = {"degradation-table": block_degradation_table,
           "degradation-facts": block_degradation_facts,
           "readme-quick-run": block_readme_quick,
           "cli-results-json": block_cli_results_json,
-          "responses-trained": block_responses}
+          "responses-trained": block_responses,
+          "benchmarks-step": block_benchmarks_step,
+          "benchmarks-kernels": block_benchmarks_kernels,
+          "readme-performance": block_readme_performance}
 
 
 def render(text: str, results) -> str:
