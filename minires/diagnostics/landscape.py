@@ -131,7 +131,9 @@ def loss_landscape(model, data, *, grid: int = 11, span: float = 1.0,
     ``data``: a dataset (its first ``num_images`` images, all by default) or a DataLoader (not
     shuffled, so that every point sees the same images). ``directions``: ``(d1, d2)`` as
     :func:`filter_normalized_direction` returns them; default two of them drawn with
-    ``numpy.random.default_rng([seed, 0])`` and ``[seed, 1]``. Evaluated in eval mode without a
+    ``numpy.random.default_rng([seed, 2018, 0])`` and ``[seed, 2018, 1]`` (not the stream of
+    ``mr.manual_seed(seed)``: a direction drawn like the initial weights of an untrained net
+    would be those weights rescaled, which batch norm does not see). Evaluated in eval mode without a
     graph, batched on the model's device; the weights are restored bit for bit afterwards, even
     on an error or an interrupt.
     """
@@ -157,8 +159,8 @@ def loss_landscape(model, data, *, grid: int = 11, span: float = 1.0,
                          "same images (use shuffle=False)")
     params = list(model.parameters())
     if directions is None:
-        directions = tuple(filter_normalized_direction(model, numpy.random.default_rng([seed, i]))
-                           for i in (0, 1))
+        directions = tuple(filter_normalized_direction(
+            model, numpy.random.default_rng([seed, 2018, i])) for i in (0, 1))
     d1, d2 = directions
     if len(d1) != len(params) or len(d2) != len(params):
         raise ValueError(f"loss_landscape: a direction has {len(d1)}/{len(d2)} arrays, the model "
