@@ -178,6 +178,7 @@ def test_lesion_command_end_to_end(degradation_dir, tmp_path, capsys):
     assert "cannot" in printed and "wrote" in printed
     data = strict_json(os.path.join(out, "lesion.json"))
     assert set(data["models"]) == {"resnet8", "plain8"} and data["settings"]["images"] == 24
+    assert data["models"]["resnet8"]["num_images"] == 24
     plain = data["models"]["plain8"]
     assert [b["deletable"] for b in plain["single"]] == [True, False, False]
     assert plain["single"][1]["error"] is None and plain["single"][1]["reason"]

@@ -55,6 +55,7 @@ class LesionResult:
     num_images: int
     baseline_error: float
     baseline_loss: float
+    chance_error: float | None = None            # 100 * (1 - 1/classes): a net that guesses
     single: list = field(default_factory=list)   # BlockLesion per block
     random: list = field(default_factory=list)   # {"k", "errors", "losses", "deleted"} per k
 
@@ -71,6 +72,7 @@ class LesionResult:
     def to_dict(self) -> dict:
         return {"model": self.model, "residual": self.residual, "num_images": self.num_images,
                 "baseline_error": self.baseline_error, "baseline_loss": self.baseline_loss,
+                "chance_error": self.chance_error,
                 "single": [asdict(b) for b in self.single], "random": list(self.random)}
 
 
@@ -174,6 +176,7 @@ def lesion(model, data, *, ks=None, draws: int = 3, seed: int = 0, batch_size: i
     random among the deletable ones, ``draws`` draws each (draw ``j`` of ``k`` uses
     ``numpy.random.default_rng([seed, k, j])``). The model is left as it was.
     """
+    from ..data.loader import DataLoader
     from ..train import evaluate, progress_enabled
     info = block_lesions(model)
     deletable = [b.index for b in info if b.deletable]
@@ -218,7 +221,9 @@ def lesion(model, data, *, ks=None, draws: int = 3, seed: int = 0, batch_size: i
     finally:
         if bar is not None:
             bar.close()
-    num_images = len(data.dataset) if hasattr(data, "dataset") else len(data)
+    num_images = len(data.dataset) if isinstance(data, DataLoader) else len(data)
+    classes = getattr(getattr(model, "fc", None), "out_features", None)
     return LesionResult(model=model_name(model), residual=bool(getattr(model, "residual", False)),
                         num_images=int(num_images), baseline_error=base_error,
-                        baseline_loss=base_loss, single=info, random=random)
+                        baseline_loss=base_loss, single=info, random=random,
+                        chance_error=100.0 * (1 - 1 / classes) if classes else None)

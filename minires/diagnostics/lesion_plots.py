@@ -8,12 +8,21 @@ from __future__ import annotations
 import math
 
 import numpy
+from matplotlib.ticker import MaxNLocator
 
 from .plots import _style, plt, save_figure  # noqa: F401  (save_figure is re-exported)
 
 
 def _nan(values):
     return [math.nan if v is None else v for v in values]
+
+
+def _chance(ax, models):
+    chance = next((m.get("chance_error") for m in models.values() if m.get("chance_error")),
+                  None)
+    if chance:
+        ax.axhline(chance, color="0.4", lw=1, ls="-.", label="chance")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def lesion_single_figure(models: dict):
@@ -36,6 +45,7 @@ def lesion_single_figure(models: dict):
             if b["downsampling"] and b["index"] not in shaded:
                 shaded.add(b["index"])
                 ax.axvspan(b["index"] + 0.5, b["index"] + 1.5, color="0.85", zorder=0)
+    _chance(ax, models)
     ax.set_xlabel("deleted block (input side -> output side; shaded: downsampling)")
     ax.set_ylabel("test error, %")
     ax.set_ylim(0, 100)
@@ -58,6 +68,7 @@ def lesion_random_figure(models: dict):
         for r in m["random"]:
             ax.plot([r["k"]] * len(r["errors"]), _nan(r["errors"]), ".", alpha=0.5,
                     color=line.get_color())
+    _chance(ax, models)
     ax.set_xlabel("blocks deleted at random, k")
     ax.set_ylabel("test error, %")
     ax.set_ylim(0, 100)
