@@ -24,7 +24,7 @@ from .experiments import (DegradationConfig, _log, load_data, load_trained_model
                           run_degradation, trained_model_path)
 
 __all__ = ["trained_models", "run_lesion", "run_landscape", "lesion_table", "lesion_markdown",
-           "landscape_table", "landscape_markdown"]
+           "landscape_table", "landscape_markdown", "degradation_data"]
 
 
 def _depth_of(name: str) -> int:
@@ -65,7 +65,9 @@ def trained_models(names, out: str, source: str | None = None, device: str = "cp
     return {n: load_trained_model(folder, n, device=device) for n in names}, folder
 
 
-def _data(folder: str, data_dir: str | None = None):
+def degradation_data(folder: str, data_dir: str | None = None):
+    """``(train, test, settings)``: the data a degradation run in ``folder`` trained and tested on
+    (rebuilt from its ``results.json``: the same images, mean-subtracted the same way)."""
     with open(os.path.join(folder, "results.json")) as f:
         s = json.load(f)["settings"]
     train, test = load_data(s["dataset"], s["image_size"], s["num_train"], s["num_test"],
@@ -118,7 +120,7 @@ def run_lesion(names, out: str = "minires-out/lesion", source: str | None = None
     _refuse_overwrite(path, overwrite)
     os.makedirs(out, exist_ok=True)
     trained, folder = trained_models(names, out, source, device, progress, log)
-    _, test, trained_settings = _data(folder, data_dir)
+    _, test, trained_settings = degradation_data(folder, data_dir)
     test = _first(test, images)
     results = {"settings": {"source": folder, "images": len(test), "ks": ks, "draws": draws,
                             "seed": seed, "batch_size": batch_size, "device": str(device),
@@ -231,7 +233,7 @@ def run_landscape(names, out: str = "minires-out/landscape", source: str | None 
     _refuse_overwrite(path, overwrite)
     os.makedirs(out, exist_ok=True)
     trained, folder = trained_models(names, out, source, device, progress, log)
-    train, _, trained_settings = _data(folder, data_dir)
+    train, _, trained_settings = degradation_data(folder, data_dir)
     results = {"settings": {"source": folder, "grid": grid, "range": span,
                             "images": min(images, len(train)), "split": "train",
                             "curve_points": curve_points or 2 * grid + 1, "seed": seed,
