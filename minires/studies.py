@@ -113,7 +113,7 @@ def run_lesion(names, out: str = "minires-out/lesion", source: str | None = None
     """The lesion study of each model in ``names`` on the first ``images`` test images of its
     degradation run (all by default); writes ``lesion.json``, ``lesion_single.png`` and
     ``lesion_random.png`` to ``out``."""
-    from .diagnostics.lesion import lesion
+    from .diagnostics.lesion import block_lesions, lesion
     log = log or _log
     backend.get_array_module(device)
     path = os.path.join(out, "lesion.json")
@@ -127,9 +127,19 @@ def run_lesion(names, out: str = "minires-out/lesion", source: str | None = None
                             "trained": trained_settings, "minires_version": __version__},
                "models": {}}
     for name, model in trained.items():
+        model_ks = ks
+        if ks is not None:      # one list for every model: each keeps the k it has blocks for
+            deletable = sum(b.deletable for b in block_lesions(model))
+            model_ks = [k for k in ks if k <= deletable]
+            if len(model_ks) < len(ks):
+                log(f"{name}: {deletable} blocks can be deleted; k = "
+                    f"{', '.join(str(k) for k in ks if k > deletable)} left out")
+            if not model_ks:
+                raise ValueError(f"{name}: no k of {list(ks)} is at most its {deletable} "
+                                 f"deletable blocks")
         started = time.perf_counter()
-        result = lesion(model, test, ks=ks, draws=draws, seed=seed, batch_size=batch_size,
-                        progress=progress)
+        result = lesion(model, test, ks=model_ks, draws=draws, seed=seed,
+                        batch_size=batch_size, progress=progress)
         seconds = time.perf_counter() - started
         results["models"][name] = dict(result.to_dict(), seconds=round(seconds, 1))
         log(f"{name}: {_lesion_line(results['models'][name])} ({seconds:.0f} s)")

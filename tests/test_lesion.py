@@ -172,16 +172,19 @@ def strict_json(path):
 def test_lesion_command_end_to_end(degradation_dir, tmp_path, capsys):
     out = str(tmp_path / "lesion")
     args = ["lesion", "--model", "resnet8", "--compare", "plain8", "--from", degradation_dir,
-            "--out", out, "--images", "24", "--draws", "2", "--no-progress"]
+            "--out", out, "--images", "24", "--draws", "2", "--ks", "1", "2", "--no-progress"]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "cannot" in printed and "wrote" in printed
+    assert "plain8: 1 blocks can be deleted; k = 2 left out" in printed
     data = strict_json(os.path.join(out, "lesion.json"))
     assert set(data["models"]) == {"resnet8", "plain8"} and data["settings"]["images"] == 24
     assert data["models"]["resnet8"]["num_images"] == 24
     plain = data["models"]["plain8"]
     assert [b["deletable"] for b in plain["single"]] == [True, False, False]
     assert plain["single"][1]["error"] is None and plain["single"][1]["reason"]
+    assert [r["k"] for r in plain["random"]] == [1]
+    assert [r["k"] for r in data["models"]["resnet8"]["random"]] == [1, 2]
     for png in ("lesion_single.png", "lesion_random.png"):
         assert os.path.getsize(os.path.join(out, png)) > 1000
     # a second run does not replace the result unless asked
@@ -193,7 +196,7 @@ def test_lesion_command_end_to_end(degradation_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "resnet18"], "CIFAR nets"),
-    (["--ks", "9"], "k must be between 1 and the"),
+    (["--ks", "9"], "no k of [9] is at most its 3 deletable blocks"),
     (["--from", "/nonexistent/minires"], "is not a folder"),
 ])
 def test_lesion_command_bad_input(degradation_dir, tmp_path, capsys, args, message):
