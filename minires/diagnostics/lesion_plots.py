@@ -89,8 +89,10 @@ def _levels(models):
     low, high = min(lows), max(highs)
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return 10
-    # log-spaced: the detail is near the minimum, where the losses are close together
-    return numpy.geomspace(max(low, 1e-6), high, 25)
+    # log-spaced, up to 30x the lowest loss: the detail is near the minimum, and a net whose
+    # loss explodes far from it would otherwise take every level for its cliffs
+    low = max(low, 1e-6)
+    return numpy.geomspace(low, min(high, 30 * low), 20)
 
 
 def landscape_contour_figure(models: dict):
