@@ -284,8 +284,8 @@ def landscape_markdown(results: dict) -> str:
     for name, m in results["models"].items():
         s = m["summary"]
         border = None if s["rise"] is None else s["rise"] + m["center_loss"]
-        lines.append(f"| {name} | {_fmt(m['center_loss'])} | {_fmt(border)} "
-                     f"(+{_fmt(s['rise'])}) | {_fmt(s['nonconvex_fraction'], '.0%')} | "
+        lines.append(f"| {name} | {_fmt(m['center_loss'])} | {_fmt(border, '.4g')} "
+                     f"(+{_fmt(s['rise'], '.4g')}) | {_fmt(s['nonconvex_fraction'], '.0%')} | "
                      f"{s['local_minima']} |")
     return "\n".join(lines)
 
