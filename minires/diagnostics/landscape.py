@@ -133,9 +133,9 @@ def loss_landscape(model, data, *, grid: int = 11, span: float = 1.0,
     :func:`filter_normalized_direction` returns them; default two of them drawn with
     ``numpy.random.default_rng([seed, 2018, 0])`` and ``[seed, 2018, 1]`` (not the stream of
     ``mr.manual_seed(seed)``: a direction drawn like the initial weights of an untrained net
-    would be those weights rescaled, which batch norm does not see). Evaluated in eval mode without a
-    graph, batched on the model's device; the weights are restored bit for bit afterwards, even
-    on an error or an interrupt.
+    would be those weights rescaled, which batch norm does not see). Evaluated in eval mode
+    without a graph, batched on the model's device; the weights are restored bit for bit
+    afterwards, even on an error or an interrupt.
     """
     from ..data.loader import DataLoader, Subset
     from ..train import evaluate, progress_enabled
