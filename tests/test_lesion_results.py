@@ -38,6 +38,10 @@ def single(model, shape_keeping=True):
             if b["deletable"] and not (shape_keeping and b["downsampling"])}
 
 
+def all_single(model):
+    return single(model, shape_keeping=False)
+
+
 def test_lesion_claims_of_the_docs_hold():
     models = load("lesion_quick", "lesion.json")["models"]
     chance = models["plain20"]["chance_error"]
@@ -49,17 +53,19 @@ def test_lesion_claims_of_the_docs_hold():
     assert min(single(plain20).values()) > chance - 10
     assert [b["index"] for b in plain20["single"] if not b["deletable"]] == [3, 6]
     assert [b["index"] for b in models["plain56"]["single"] if not b["deletable"]] == [9, 18]
-    # ResNet-56: the median deletion is within 5 points of no deletion, every deletion but the
-    # first block's within 10; the first block's costs more than 15
+    # ResNet-56: the median deletion is within 5 points of no deletion; no deletion in the second
+    # and third stages raises the error by 5 points or more, several lower it; the first stage is
+    # where deletions cost: its worst more than 15 points
     base = res56["baseline_error"]
     errors = single(res56)
     assert abs(np.median(list(errors.values())) - base) < 5
-    assert all(abs(e - base) < 10 for i, e in errors.items() if i > 0)
-    assert errors[0] > base + 15
-    assert sum(e < base for e in errors.values()) >= 2      # "several lower the error"
-    # its downsampling blocks do not stand out (the paper's did): within 5 points of no deletion
+    later = [e for b, e in all_single(res56).items() if b >= 9]
+    assert len(later) == 18 and max(later) < base + 5
+    assert sum(e < base for e in later) >= 2
+    assert max(e for b, e in errors.items() if b < 9) > base + 15
+    # its downsampling blocks (the first of stages 2 and 3) do not stand out either
     down = [b["error"] for b in res56["single"] if b["downsampling"]]
-    assert len(down) == 2 and all(abs(e - base) < 5 for e in down)
+    assert len(down) == 2 and all(e < base + 5 for e in down)
     # ResNet-20 loses more than ResNet-56 for a median block, plain-20 far more than both
     cost = {name: np.median(list(single(m).values())) - m["baseline_error"]
             for name, m in (("resnet56", res56), ("resnet20", res20), ("plain20", plain20))}
@@ -84,5 +90,6 @@ def test_landscape_claims_of_the_docs_hold():
     for plain in (plain56, plain20):
         assert plain["summary"]["local_minima"] > 1
         assert plain["summary"]["nonconvex_fraction"] > res56["summary"]["nonconvex_fraction"]
+    assert plain20["summary"]["nonconvex_fraction"] - res56["summary"]["nonconvex_fraction"] < 0.1
     # ... but not convex: a third of its inner grid points or more have negative curvature
     assert res56["summary"]["nonconvex_fraction"] > 0.3
