@@ -28,7 +28,7 @@ def _chance(ax, models):
 def lesion_single_figure(models: dict):
     """Test error with one block deleted, against the block, one line per model; each model's
     baseline dotted; downsampling blocks shaded; blocks that cannot be deleted marked x."""
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(10, 4.2))
     shaded = set()
     for name, m in models.items():
         blocks = m["single"]
@@ -51,7 +51,7 @@ def lesion_single_figure(models: dict):
     ax.set_ylim(0, 100)
     ax.set_title("Deleting one block at test time (Veit et al. 2016)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside: no data hidden
     fig.tight_layout()
     return fig
 
