@@ -5,6 +5,8 @@
     minires responses --from DIR [--models plain20 resnet20 ...]
     minires train --model resnet20 [--dataset embedded|cifar10] [--epochs N] ...
     minires check conv2d my_kernels.py      (and minires release: see minires.course.cli)
+    minires lesion --model resnet56 --compare plain56 [--from DEGRADATION_DIR] ...
+    minires landscape --model resnet56 --compare plain56 [--grid N --range R --images M] ...
 
 Bad arguments give a one-line error and exit status 2. Every error minires raises on purpose is
 a :class:`~minires.errors.MiniresError` (an unavailable device, unreadable data, a checkpoint
@@ -197,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .course.cli import add_parsers as add_course_parsers   # minires check, minires release
     add_course_parsers(sub)
+    _add_study_parsers(sub)
     return parser
 
 
@@ -244,6 +247,69 @@ def _prepare_out(args, resume_from: str | None = None) -> str:
                       if os.path.isdir(path) else [path]):
                 os.remove(f)
     return out
+
+
+# --- minires lesion / minires landscape (the work is in minires.studies) ---
+def _add_study_parsers(sub) -> None:
+    for command, text in (("lesion", "delete blocks of trained nets at test time (Veit et al. "
+                           "2016): writes lesion.json and figures"),
+                          ("landscape", "the loss around trained weights along two random "
+                           "filter-normalised directions (Li et al. 2018)")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("--model", default="resnet56")
+        p.add_argument("--compare", nargs="*", default=["plain56"], help="more models")
+        p.add_argument("--from", dest="source", help="a `minires degradation --out` folder "
+                       "holding the trained models (default: train them with the quick preset "
+                       "into OUT/trained)")
+        p.add_argument("--out", default=f"minires-out/{command}")
+        if command == "lesion":
+            p.add_argument("--images", type=_positive, help="the first M test images "
+                           "(default: all)")
+            p.add_argument("--ks", type=_positive, nargs="+", help="numbers of blocks to delete "
+                           "at random (default: up to half the blocks)")
+            p.add_argument("--draws", type=_positive, default=3, help="draws per k (default 3)")
+        else:
+            p.add_argument("--grid", type=_positive, default=11, help="points per side (11)")
+            p.add_argument("--range", type=float, default=1.0, dest="span",
+                           help="alpha, beta in [-R, R] (1.0)")
+            p.add_argument("--images", type=_positive, default=256,
+                           help="the first M training images (256)")
+            p.add_argument("--curve-points", type=_positive, help="points of each 1-D curve "
+                           "(default 2 * grid + 1)")
+        p.add_argument("--batch-size", type=_positive, default=256)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default=None)
+        p.add_argument("--data-dir", help="CIFAR-10 folder, for models trained on cifar10")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing result")
+        p.add_argument("--no-progress", action="store_true")
+
+
+def cmd_study(args) -> int:
+    from . import studies
+    names = [_model_name(args.model)] + [_model_name(n) for n in (args.compare or [])]
+    device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    if args.command == "landscape" and (args.grid < 2 or not 0 < args.span < float("inf")):
+        raise CLIError("--grid must be >= 2 and --range a positive number")
+    if args.source and not os.path.isdir(args.source):
+        raise CLIError(f"--from {args.source!r} is not a folder (a `minires degradation --out`)")
+    out = _writable_dir(args.out)
+    common = dict(out=out, source=args.source, seed=args.seed, batch_size=args.batch_size,
+                  device=device, data_dir=args.data_dir, overwrite=args.overwrite,
+                  progress=not args.no_progress)
+    try:
+        if args.command == "lesion":
+            results = studies.run_lesion(names, images=args.images, ks=args.ks,
+                                         draws=args.draws, **common)
+            print(studies.lesion_table(results))
+        else:
+            results = studies.run_landscape(names, grid=args.grid, span=args.span,
+                                            images=args.images, curve_points=args.curve_points,
+                                            **common)
+            print(studies.landscape_table(results))
+    except (FileExistsError, ValueError) as exc:
+        raise CLIError(str(exc))
+    print(f"wrote {os.path.join(out, args.command + '.json')} and figures to {out}/")
+    return 0
 
 
 def degradation_config(args):
@@ -410,7 +476,9 @@ def main(argv=None) -> int:
     handler = getattr(args, "run", None) or {"degradation": cmd_degradation,
                                              "gradflow": cmd_gradflow,
                                              "responses": cmd_responses,
-                                             "train": cmd_train}[args.command]
+                                             "train": cmd_train,
+                                             "lesion": cmd_study,
+                                             "landscape": cmd_study}[args.command]
     stops = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)] \
         if threading.current_thread() is threading.main_thread() else []
     previous = {s: signal.signal(getattr(signal, s), _stop) for s in stops}
