@@ -3,8 +3,8 @@
 Every ``every`` steps, :class:`GradientTracker` stores, for each conv/linear weight: the gradient
 norm, the weight norm and the update-to-weight ratio ``||W_after - W_before|| / ||W_before||``
 of that step (about 1e-3 is the classic healthy value). It works through the training loop's
-per-step hooks (``on_after_backward`` and ``on_after_step``, see :class:`minires.train.Callback`) and costs nothing on the other steps;
-with no tracker the loop does no extra work at all.
+per-step hooks (``on_after_backward`` and ``on_after_step``, see :class:`minires.train.Callback`)
+and costs nothing on the other steps; with no tracker the loop does no extra work at all.
 """
 from __future__ import annotations
 
