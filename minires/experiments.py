@@ -29,6 +29,7 @@ from .data.loader import DataLoader
 from .data.transforms import Compose, PerPixelMean, RandomCrop, RandomHorizontalFlip
 from .diagnostics import measure_gradient_flow, plots
 from .errors import NothingToResumeError, UsageError
+from .jsonio import write_json
 from .random import manual_seed
 from .serialization import load, save
 from .train import fit, paper_optimizer
@@ -119,7 +120,7 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
                          f"training images: lower --batch-size or raise --num-train")
     os.makedirs(out, exist_ok=True)
     results = {"settings": settings, "runs": runs}
-    _write_json(results, results_path)            # the settings, before the first run ends
+    write_json(results, results_path)            # the settings, before the first run ends
     transform = Compose([RandomCrop(config.image_size, padding=4), RandomHorizontalFlip()]) \
         if config.augment else None
     eval_every = config.eval_every or max(1, config.steps // 4)
@@ -169,7 +170,7 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
             # finite), then the results so far; only then is its checkpoint dropped
             if not history.diverged:
                 save(model.state_dict(), trained_model_path(out, model.name))
-            _write_json(results, results_path)
+            write_json(results, results_path)
             _remove_if_exists(checkpoint)
     _remove_empty_folder(os.path.join(out, "checkpoints"))
     plots.save_figure(plots.training_curves_figure(runs),
@@ -302,7 +303,7 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
     result_models, flows = {}, []
     for name in model_names:
         manual_seed(seed)
-        kwargs = {} if _is_imagenet(name) else {"width": width}
+        kwargs = {} if models.is_imagenet_name(name) else {"width": width}
         model = models.get_model(name, **kwargs).to(device)
         if after_steps:
             fit(model, train, steps=after_steps, batch_size=batch_size, progress=progress,
@@ -322,7 +323,7 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
                             "device": str(device), "seed": seed, "after_steps": after_steps,
                             "dataset": dataset, "width": width, "minires_version": __version__},
                "models": result_models}
-    _write_json(results, os.path.join(out, "gradflow.json"))
+    write_json(results, os.path.join(out, "gradflow.json"))
     plots.save_figure(plots.gradient_norms_figure(
         flows, title="Gradient norm of each 3x3 conv weight" +
         (" at initialisation" if not after_steps else f" after {after_steps} steps")),
@@ -334,11 +335,6 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
     plots.save_figure(plots.response_std_figure(flows, title=GRADFLOW_RESPONSES_TITLE),
                       os.path.join(out, "response_std.png"))
     return results
-
-
-def _is_imagenet(name: str) -> bool:
-    digits = "".join(c for c in name if c.isdigit())
-    return digits.isdigit() and int(digits) in models.resnet.IMAGENET_LAYOUTS
 
 
 def gradflow_table(results: dict) -> str:
@@ -398,7 +394,7 @@ def run_responses(source: str, names=None, out: str | None = None, device: str =
                "models": stds, "comparison": compare_responses(stds)}
     out = out or os.path.join(source, "responses")
     os.makedirs(out, exist_ok=True)
-    _write_json(results, os.path.join(out, "responses.json"))
+    write_json(results, os.path.join(out, "responses.json"))
     plots.save_figure(plots.response_std_figure(
         stds, title=f"Std of layer responses, trained nets, eval mode, {len(test)} held-out "
         f"images (paper Figure 7)"), os.path.join(out, "response_std.png"))
@@ -407,29 +403,3 @@ def run_responses(source: str, names=None, out: str | None = None, device: str =
 
 def _log(message: str) -> None:
     print(message, flush=True)
-
-
-def _json_safe(obj):
-    """``obj`` with every NaN or infinity replaced by None (JSON has neither)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def _write_json(obj, path: str) -> None:
-    """Write ``obj`` as strict JSON, atomically (a temporary file renamed over ``path``)."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(_json_safe(obj), f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:           # an error or Ctrl-C: the old file stays, no temporary
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
