@@ -34,6 +34,21 @@ from .random import manual_seed
 from .serialization import load, save
 from .train import fit, paper_optimizer
 
+# The batch measure_gradient_flow sees (at most this many images: the paper's batch size).
+PROBE_BATCH_SIZE = 128
+# Added to the run's seed for the probe batch's shuffle: other images than the first training
+# batch, the same ones for every model of the run.
+PROBE_SEED_OFFSET = 1
+# run_gradflow's training pool: enough images for a few epochs of varied batches, fixed so
+# that memory does not grow with the number of steps.
+GRADFLOW_POOL_IMAGES = 2048
+# run_gradflow does not evaluate: a token test split (load_data always makes one).
+GRADFLOW_TEST_IMAGES = 16
+# run_gradflow's warm-up before measuring trained nets: 50 steps, or half the steps if fewer.
+GRADFLOW_MAX_WARMUP_STEPS = 50
+# Test images per forward pass when measuring responses (eval mode, no graph: memory only).
+RESPONSES_BATCH_SIZE = 500
+
 
 @dataclass
 class DegradationConfig:
@@ -135,8 +150,8 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
                                 drop_last=True, seed=config.seed, transform=transform,
                                 device=config.device)
             probe_images, probe_labels = next(iter(DataLoader(
-                train, batch_size=min(config.batch_size, 128), shuffle=True,
-                seed=config.seed + 1, device=config.device)))
+                train, batch_size=min(config.batch_size, PROBE_BATCH_SIZE), shuffle=True,
+                seed=config.seed + PROBE_SEED_OFFSET, device=config.device)))
             flows.append(measure_gradient_flow(model, probe_images, probe_labels))
             checkpoint = os.path.join(out, "checkpoints", f"{model.name}.npz")
             if model.name in finished:
@@ -293,13 +308,14 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
                  dataset: str = "embedded", width: int = 16, progress: bool = True,
                  log=None) -> dict:
     """Gradient flow of each model on one batch, at initialisation (``after_steps=0``) or after K
-    training steps (on a pool of ``max(2048, batch_size)`` images, reshuffled every epoch, so
-    memory does not grow with K); writes gradflow.json and figures to ``out``."""
+    training steps (on a pool of ``max(GRADFLOW_POOL_IMAGES, batch_size)`` images, reshuffled
+    every epoch, so memory does not grow with K); writes gradflow.json and figures to ``out``."""
     log = log or _log
     backend.get_array_module(device)
     os.makedirs(out, exist_ok=True)
     # a fixed pool of images, reshuffled every epoch by the loader: memory does not grow with K
-    train, _ = load_data(dataset, image_size, max(batch_size, 2048), 16, seed)
+    train, _ = load_data(dataset, image_size, max(batch_size, GRADFLOW_POOL_IMAGES),
+                         GRADFLOW_TEST_IMAGES, seed)
     result_models, flows = {}, []
     for name in model_names:
         manual_seed(seed)
@@ -307,9 +323,11 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
         model = models.get_model(name, **kwargs).to(device)
         if after_steps:
             fit(model, train, steps=after_steps, batch_size=batch_size, progress=progress,
-                seed=seed, warmup_steps=min(50, after_steps // 2), eval_every=after_steps)
+                seed=seed, warmup_steps=min(GRADFLOW_MAX_WARMUP_STEPS, after_steps // 2),
+                eval_every=after_steps)
         images, labels = next(iter(DataLoader(train, batch_size=batch_size, shuffle=True,
-                                              seed=seed + 1, device=device)))
+                                              seed=seed + PROBE_SEED_OFFSET,
+                                              device=device)))
         model.train()
         flow = measure_gradient_flow(model, images, labels, name=name)
         flows.append(flow)
@@ -384,7 +402,7 @@ def run_responses(source: str, names=None, out: str | None = None, device: str =
     stds = {}
     for name in names:
         model = load_trained_model(source, name, device=device)
-        batches = DataLoader(test, batch_size=500, shuffle=False, device=device)
+        batches = DataLoader(test, batch_size=RESPONSES_BATCH_SIZE, shuffle=False, device=device)
         stds[name] = [r.std for r in layer_responses(model, batches)]
         log(f"{name}: response std of {len(stds[name])} layers: mean "
             f"{sum(stds[name]) / len(stds[name]):.3f}, max {max(stds[name]):.3f}")
