@@ -8,16 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import traceback
-from typing import TYPE_CHECKING
 
 import numpy
 
 from .. import backend
 from ..errors import AnomalyError
 from .tensor import Tensor
-
-if TYPE_CHECKING:
-    from .function import Function
 
 _anomaly_enabled = False     # read once per operation; off costs one call, nothing more
 
@@ -65,7 +61,7 @@ def _caller() -> str:
     return "?"
 
 
-def check_forward(fn: "Function", args, out) -> None:
+def check_forward(fn, args, out) -> None:
     """Under detect_anomaly: raise if ``fn``'s forward made a non-finite value (or was given
     one that no checked operation made: a parameter or the data)."""
     fn.anomaly_caller = _caller()
@@ -86,7 +82,7 @@ def check_forward(fn: "Function", args, out) -> None:
         f"its output of shape {tuple(out.shape)} from finite inputs of shapes {shapes}")
 
 
-def check_backward(ctx: "Function", grad_output, input_grads) -> None:
+def check_backward(ctx, grad_output, input_grads) -> None:
     """Under detect_anomaly: raise if ``ctx``'s backward returned a non-finite gradient."""
     for i, g in enumerate(input_grads):
         what = _nonfinite(g) if g is not None else None

@@ -9,7 +9,7 @@ and ``backward()`` by :mod:`minires.autograd.engine`, both built on this module.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy
 
@@ -17,9 +17,6 @@ from .. import backend
 from ..backend import Device
 from ..dtypes import (DTYPE_TYPE_NAMES, TYPE_NAME_DTYPES, as_dtype, float32, float64, int64,
                       is_dtype_name)
-
-if TYPE_CHECKING:
-    from .function import Function
 
 
 class Size(tuple):
@@ -84,7 +81,7 @@ class Tensor:
         self.array = array
         self.requires_grad = requires_grad
         self.grad: Tensor | None = None
-        self._ctx: Function | None = None      # the node that computed this tensor (None: a leaf)
+        self._ctx = None        # the Function that computed this tensor (None: a leaf)
         self._hooks: list | None = None        # a leaf's gradient hooks (a non-leaf's: on _ctx)
         self._version = [0]
 
