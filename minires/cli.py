@@ -68,24 +68,22 @@ def _model_name(name: str) -> str:
     return name.strip().lower()
 
 
-def _positive(value: str) -> int:
+def _integer_at_least(value: str, minimum: int, expected: str) -> int:
     try:
         v = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+        v = None
+    if v is None or v < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
     return v
+
+
+def _positive(value: str) -> int:
+    return _integer_at_least(value, 1, "a positive integer")
 
 
 def _nonnegative(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return v
+    return _integer_at_least(value, 0, "an integer >= 0")
 
 
 def _learning_rate(value: str) -> float:
