@@ -1,6 +1,6 @@
 """Attach the operations as ``Tensor`` methods and operators (``x + y``, ``x.sum(dim=1)``).
 
-Kept apart from ``autograd.py`` so that the engine does not import what is built on it.
+Kept apart from ``minires.autograd`` so that the engine does not import what is built on it.
 """
 from __future__ import annotations
 
