@@ -49,10 +49,12 @@ def _writable_dir(path: str) -> str:
     return path
 
 
-def _device(name: str) -> str:
+def _device(name: str | None) -> str:
+    """The device to run on: ``--device``, else $MINIRES_DEVICE, else "cpu"; checked here so a
+    missing GPU is one line before any work starts."""
     from . import backend
     try:
-        device = backend.normalize_device(name)
+        device = backend.normalize_device(name or os.environ.get("MINIRES_DEVICE") or "cpu")
         backend.get_array_module(device)
     except (ValueError, backend.DeviceError) as exc:
         raise CLIError(str(exc))
@@ -60,37 +62,30 @@ def _device(name: str) -> str:
 
 
 def _model_name(name: str) -> str:
-    from .models import get_model  # noqa: F401
-    import re
-    m = re.fullmatch(r"(resnet|plain)(\d+)", name.strip().lower())
-    if not m:
-        raise CLIError(f"unknown model {name!r}: use resnet<depth> or plain<depth> (e.g. "
-                       f"resnet20, plain56, resnet18)")
-    depth = int(m.group(2))
-    if depth not in (18, 34, 50, 101, 152) and (depth < 8 or (depth - 2) % 6):
-        raise CLIError(f"model {name!r}: CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, "
-                       f"1202), ImageNet nets 18, 34, 50, 101 or 152")
+    from .models import parse_model_name
+    try:
+        parse_model_name(name)
+    except ValueError as exc:
+        raise CLIError(str(exc))
     return name.strip().lower()
 
 
-def _positive(value: str) -> int:
+def _integer_at_least(value: str, minimum: int, expected: str) -> int:
     try:
         v = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+        v = None
+    if v is None or v < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
     return v
+
+
+def _positive(value: str) -> int:
+    return _integer_at_least(value, 1, "a positive integer")
 
 
 def _nonnegative(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return v
+    return _integer_at_least(value, 0, "an integer >= 0")
 
 
 def _learning_rate(value: str) -> float:
@@ -112,8 +107,9 @@ def _image_size(value: str) -> int:
 
 
 def _depth(value: str) -> int:
+    from .models import is_cifar_depth
     d = _positive(value)
-    if d < 8 or (d - 2) % 6:
+    if not is_cifar_depth(d):
         raise argparse.ArgumentTypeError(f"depth {d} is not 6n+2 (20, 32, 44, 56, 110, ...)")
     return d
 
@@ -287,7 +283,7 @@ def _add_study_parsers(sub) -> None:
 def cmd_study(args) -> int:
     from . import studies
     names = [_model_name(args.model)] + [_model_name(n) for n in (args.compare or [])]
-    device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    device = _device(args.device)
     if args.command == "landscape" and (args.grid < 2 or not 0 < args.span < float("inf")):
         raise CLIError("--grid must be >= 2 and --range a positive number")
     if args.source and not os.path.isdir(args.source):
@@ -324,7 +320,7 @@ def degradation_config(args):
     if args.depths:
         overrides["depths"] = tuple(args.depths)
     overrides["seed"] = args.seed
-    overrides["device"] = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    overrides["device"] = _device(args.device)
     config = DegradationConfig.full(**overrides) if args.full else \
         DegradationConfig.quick(**overrides)
     if config.dataset == "cifar10" and config.image_size != 32:
@@ -357,7 +353,7 @@ def cmd_degradation(args) -> int:
 def cmd_gradflow(args) -> int:
     from .experiments import gradflow_table, run_gradflow
     names = [_model_name(args.model)] + [_model_name(n) for n in (args.compare or [])]
-    device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    device = _device(args.device)
     out = _prepare_out(args)
     results = run_gradflow(names, batch_size=args.batch_size, image_size=args.image_size,
                            device=device, seed=args.seed, after_steps=args.after_steps, out=out,
@@ -369,7 +365,7 @@ def cmd_gradflow(args) -> int:
 
 def cmd_responses(args) -> int:
     from .experiments import run_responses
-    device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    device = _device(args.device)
     if not os.path.exists(os.path.join(args.source, "results.json")):      # before any folder
         raise CLIError(f"{os.path.join(args.source, 'results.json')} not found: run `minires "
                        f"degradation --out {args.source}` first")
@@ -392,11 +388,12 @@ def cmd_train(args) -> int:
     from . import models
     from .data.transforms import Compose, RandomCrop, RandomHorizontalFlip
     from .diagnostics import plots
-    from .experiments import _is_imagenet, _write_json, load_data
+    from .experiments import load_data
+    from .jsonio import write_json
     from .random import manual_seed
     from .train import fit, paper_optimizer
     name = _model_name(args.model)
-    device = _device(args.device or os.environ.get("MINIRES_DEVICE") or "cpu")
+    device = _device(args.device)
     if args.dataset == "cifar10" and args.image_size != 32:
         raise CLIError("CIFAR-10 images are 32x32: use --image-size 32 with --dataset cifar10")
     if args.epochs is None and args.steps is None:
@@ -411,7 +408,7 @@ def cmd_train(args) -> int:
     train, test = load_data(args.dataset, args.image_size, args.num_train, 2000, args.seed,
                             args.data_dir)
     manual_seed(args.seed)
-    model = models.get_model(name, **({} if _is_imagenet(name) else
+    model = models.get_model(name, **({} if models.is_imagenet_name(name) else
                                       {"width": args.width})).to(device)
     transform = Compose([RandomCrop(args.image_size, padding=4), RandomHorizontalFlip()]) \
         if args.augment else None
@@ -421,7 +418,7 @@ def cmd_train(args) -> int:
                   progress=not args.no_progress, seed=args.seed, transform=transform,
                   warmup_steps=args.warmup_steps, device=device,
                   settings={k: getattr(args, k) for k in _TRAIN_SETTINGS} | {"model": name})
-    _write_json({"model": name, "history": history.to_dict()}, os.path.join(out, "history.json"))
+    write_json({"model": name, "history": history.to_dict()}, os.path.join(out, "history.json"))
     if history.diverged:
         kept = history.steps[-2] if len(history.steps) > 1 else None
         raise TrainingDiverged(

@@ -12,7 +12,8 @@ import numbers
 import numpy
 
 from . import backend
-from .autograd import Tensor, as_dtype, float32
+from .autograd import Tensor
+from .dtypes import as_dtype, float32
 from .random import host_generator
 
 

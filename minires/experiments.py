@@ -29,9 +29,25 @@ from .data.loader import DataLoader
 from .data.transforms import Compose, PerPixelMean, RandomCrop, RandomHorizontalFlip
 from .diagnostics import measure_gradient_flow, plots
 from .errors import NothingToResumeError, UsageError
+from .jsonio import write_json
 from .random import manual_seed
 from .serialization import load, save
 from .train import fit, paper_optimizer
+
+# The batch measure_gradient_flow sees (at most this many images: the paper's batch size).
+PROBE_BATCH_SIZE = 128
+# Added to the run's seed for the probe batch's shuffle: other images than the first training
+# batch, the same ones for every model of the run.
+PROBE_SEED_OFFSET = 1
+# run_gradflow's training pool: enough images for a few epochs of varied batches, fixed so
+# that memory does not grow with the number of steps.
+GRADFLOW_POOL_IMAGES = 2048
+# run_gradflow does not evaluate: a token test split (load_data always makes one).
+GRADFLOW_TEST_IMAGES = 16
+# run_gradflow's warm-up before measuring trained nets: 50 steps, or half the steps if fewer.
+GRADFLOW_MAX_WARMUP_STEPS = 50
+# Test images per forward pass when measuring responses (eval mode, no graph: memory only).
+RESPONSES_BATCH_SIZE = 500
 
 
 @dataclass
@@ -119,7 +135,7 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
                          f"training images: lower --batch-size or raise --num-train")
     os.makedirs(out, exist_ok=True)
     results = {"settings": settings, "runs": runs}
-    _write_json(results, results_path)            # the settings, before the first run ends
+    write_json(results, results_path)            # the settings, before the first run ends
     transform = Compose([RandomCrop(config.image_size, padding=4), RandomHorizontalFlip()]) \
         if config.augment else None
     eval_every = config.eval_every or max(1, config.steps // 4)
@@ -134,8 +150,8 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
                                 drop_last=True, seed=config.seed, transform=transform,
                                 device=config.device)
             probe_images, probe_labels = next(iter(DataLoader(
-                train, batch_size=min(config.batch_size, 128), shuffle=True,
-                seed=config.seed + 1, device=config.device)))
+                train, batch_size=min(config.batch_size, PROBE_BATCH_SIZE), shuffle=True,
+                seed=config.seed + PROBE_SEED_OFFSET, device=config.device)))
             flows.append(measure_gradient_flow(model, probe_images, probe_labels))
             checkpoint = os.path.join(out, "checkpoints", f"{model.name}.npz")
             if model.name in finished:
@@ -169,7 +185,7 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
             # finite), then the results so far; only then is its checkpoint dropped
             if not history.diverged:
                 save(model.state_dict(), trained_model_path(out, model.name))
-            _write_json(results, results_path)
+            write_json(results, results_path)
             _remove_if_exists(checkpoint)
     _remove_empty_folder(os.path.join(out, "checkpoints"))
     plots.save_figure(plots.training_curves_figure(runs),
@@ -292,23 +308,26 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
                  dataset: str = "embedded", width: int = 16, progress: bool = True,
                  log=None) -> dict:
     """Gradient flow of each model on one batch, at initialisation (``after_steps=0``) or after K
-    training steps (on a pool of ``max(2048, batch_size)`` images, reshuffled every epoch, so
-    memory does not grow with K); writes gradflow.json and figures to ``out``."""
+    training steps (on a pool of ``max(GRADFLOW_POOL_IMAGES, batch_size)`` images, reshuffled
+    every epoch, so memory does not grow with K); writes gradflow.json and figures to ``out``."""
     log = log or _log
     backend.get_array_module(device)
     os.makedirs(out, exist_ok=True)
     # a fixed pool of images, reshuffled every epoch by the loader: memory does not grow with K
-    train, _ = load_data(dataset, image_size, max(batch_size, 2048), 16, seed)
+    train, _ = load_data(dataset, image_size, max(batch_size, GRADFLOW_POOL_IMAGES),
+                         GRADFLOW_TEST_IMAGES, seed)
     result_models, flows = {}, []
     for name in model_names:
         manual_seed(seed)
-        kwargs = {} if _is_imagenet(name) else {"width": width}
+        kwargs = {} if models.is_imagenet_name(name) else {"width": width}
         model = models.get_model(name, **kwargs).to(device)
         if after_steps:
             fit(model, train, steps=after_steps, batch_size=batch_size, progress=progress,
-                seed=seed, warmup_steps=min(50, after_steps // 2), eval_every=after_steps)
+                seed=seed, warmup_steps=min(GRADFLOW_MAX_WARMUP_STEPS, after_steps // 2),
+                eval_every=after_steps)
         images, labels = next(iter(DataLoader(train, batch_size=batch_size, shuffle=True,
-                                              seed=seed + 1, device=device)))
+                                              seed=seed + PROBE_SEED_OFFSET,
+                                              device=device)))
         model.train()
         flow = measure_gradient_flow(model, images, labels, name=name)
         flows.append(flow)
@@ -322,7 +341,7 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
                             "device": str(device), "seed": seed, "after_steps": after_steps,
                             "dataset": dataset, "width": width, "minires_version": __version__},
                "models": result_models}
-    _write_json(results, os.path.join(out, "gradflow.json"))
+    write_json(results, os.path.join(out, "gradflow.json"))
     plots.save_figure(plots.gradient_norms_figure(
         flows, title="Gradient norm of each 3x3 conv weight" +
         (" at initialisation" if not after_steps else f" after {after_steps} steps")),
@@ -334,11 +353,6 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
     plots.save_figure(plots.response_std_figure(flows, title=GRADFLOW_RESPONSES_TITLE),
                       os.path.join(out, "response_std.png"))
     return results
-
-
-def _is_imagenet(name: str) -> bool:
-    digits = "".join(c for c in name if c.isdigit())
-    return digits.isdigit() and int(digits) in models.resnet.IMAGENET_LAYOUTS
 
 
 def gradflow_table(results: dict) -> str:
@@ -388,7 +402,7 @@ def run_responses(source: str, names=None, out: str | None = None, device: str =
     stds = {}
     for name in names:
         model = load_trained_model(source, name, device=device)
-        batches = DataLoader(test, batch_size=500, shuffle=False, device=device)
+        batches = DataLoader(test, batch_size=RESPONSES_BATCH_SIZE, shuffle=False, device=device)
         stds[name] = [r.std for r in layer_responses(model, batches)]
         log(f"{name}: response std of {len(stds[name])} layers: mean "
             f"{sum(stds[name]) / len(stds[name]):.3f}, max {max(stds[name]):.3f}")
@@ -398,7 +412,7 @@ def run_responses(source: str, names=None, out: str | None = None, device: str =
                "models": stds, "comparison": compare_responses(stds)}
     out = out or os.path.join(source, "responses")
     os.makedirs(out, exist_ok=True)
-    _write_json(results, os.path.join(out, "responses.json"))
+    write_json(results, os.path.join(out, "responses.json"))
     plots.save_figure(plots.response_std_figure(
         stds, title=f"Std of layer responses, trained nets, eval mode, {len(test)} held-out "
         f"images (paper Figure 7)"), os.path.join(out, "response_std.png"))
@@ -407,29 +421,3 @@ def run_responses(source: str, names=None, out: str | None = None, device: str =
 
 def _log(message: str) -> None:
     print(message, flush=True)
-
-
-def _json_safe(obj):
-    """``obj`` with every NaN or infinity replaced by None (JSON has neither)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def _write_json(obj, path: str) -> None:
-    """Write ``obj`` as strict JSON, atomically (a temporary file renamed over ``path``)."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(_json_safe(obj), f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:           # an error or Ctrl-C: the old file stays, no temporary
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -101,6 +101,65 @@ def _model_device(model):
     return backend.default_device()
 
 
+class Callback:
+    """The hooks :func:`fit` calls, all optional: subclass and override what you need, or pass
+    a plain function ``f(step, model, metrics)`` (it is the record hook).
+
+    - ``callback(step, model, metrics)``: at every record (every ``eval_every`` steps), after
+      the evaluation; ``metrics`` holds the latest value of each :class:`History` list and
+      ``"step"``.
+    - ``on_after_backward(step, model)``: every step, once the gradients are computed and
+      before the optimiser uses them.
+    - ``on_after_step(step, model)``: every step, after the update.
+
+    ``step`` counts from 1 (the step just taken).
+    """
+
+    def __call__(self, step: int, model, metrics: dict) -> None:
+        pass
+
+    def on_after_backward(self, step: int, model) -> None:
+        pass
+
+    def on_after_step(self, step: int, model) -> None:
+        pass
+
+
+def _notify(callbacks, hook: str, *args) -> None:
+    """Call ``hook`` on every callback that has it (plain functions have only ``__call__``)."""
+    for callback in callbacks:
+        method = getattr(callback, hook, None)
+        if method is not None:
+            method(*args)
+
+
+class LossErrorTally:
+    """The summed loss and count of wrong predictions over batches, kept on the device (adding
+    a batch makes the GPU wait for nothing) and read back in one transfer by :meth:`read`."""
+
+    def __init__(self, device):
+        self.xp = backend.get_array_module(device)
+        self.loss_sum = self.wrong = None
+        self.count = 0
+
+    def add(self, logits: Tensor, labels: Tensor, loss_sum) -> None:
+        """One batch: its logits, labels and the array of its loss summed over the batch."""
+        wrong = (logits.array.argmax(axis=1) != labels.array).sum()
+        self.loss_sum = loss_sum if self.loss_sum is None else self.loss_sum + loss_sum
+        self.wrong = wrong if self.wrong is None else self.wrong + wrong
+        self.count += labels.shape[0]
+
+    def read(self) -> tuple[float, float]:
+        """``(mean loss, error %)`` over the batches added; NaN for both when there were none."""
+        if self.count == 0:
+            return math.nan, math.nan
+        xp = self.xp
+        loss_sum, wrong = backend.to_host(
+            xp.stack([xp.asarray(self.loss_sum, dtype=xp.float64),
+                      xp.asarray(self.wrong, dtype=xp.float64)])).tolist()
+        return loss_sum / self.count, 100.0 * wrong / self.count
+
+
 def evaluate(model, data, batch_size: int = 256, device=None, max_batches: int | None = None):
     """``(loss, error %)`` of ``model`` on a dataset or loader, in eval mode, without a graph.
     The model's training mode is restored afterwards."""
@@ -109,34 +168,34 @@ def evaluate(model, data, batch_size: int = 256, device=None, max_batches: int |
         DataLoader(data, batch_size=batch_size, shuffle=False, device=device)
     was_training = model.training
     model.eval()
-    total_loss = total_wrong = None
-    count = 0
+    tally = LossErrorTally(device)
     try:
         with no_grad():
             for b, (images, labels) in enumerate(loader):
                 if max_batches is not None and b >= max_batches:
                     break
                 logits = model(images)
-                loss = F.cross_entropy(logits, labels, reduction="sum").array
-                wrong = (logits.array.argmax(axis=1) != labels.array).sum()
-                total_loss = loss if total_loss is None else total_loss + loss
-                total_wrong = wrong if total_wrong is None else total_wrong + wrong
-                count += labels.shape[0]
+                tally.add(logits, labels, F.cross_entropy(logits, labels, reduction="sum").array)
     finally:
         model.train(was_training)
-    if count == 0:
-        return math.nan, math.nan
-    xp = backend.get_array_module(device)
-    loss_sum, wrong_sum = backend.to_host(
-        xp.stack([xp.asarray(total_loss, dtype=xp.float64),
-                  xp.asarray(total_wrong, dtype=xp.float64)])).tolist()
-    return loss_sum / count, 100.0 * wrong_sum / count
+    return tally.read()
 
 
-def _call(callback, method, *args):
-    fn = getattr(callback, method, None)
-    if fn is not None:
-        fn(*args)
+def train_step(model, images: Tensor, labels: Tensor, optimizer, scheduler=None, *,
+               step: int = 0, callbacks=()) -> tuple[Tensor, Tensor]:
+    """One step of the textbook loop (zero the gradients, forward, cross-entropy, backward,
+    update, advance the schedule), calling the callbacks' per-step hooks with ``step``.
+    Returns ``(logits, loss)``."""
+    optimizer.zero_grad()
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    _notify(callbacks, "on_after_backward", step, model)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    _notify(callbacks, "on_after_step", step, model)
+    return logits, loss
 
 
 def fit(model, train_data, test_data=None, *, steps: int | None = None,
@@ -152,10 +211,10 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     weight decay 1e-4, lr divided by 10 at 50% and 75% of the steps (``lr_decay=False``: never;
     ``warmup_steps`` adds a linear warm-up). Every ``eval_every`` steps (default: 10 records over
     the run) the history gets the training loss/error since the last record and the test
-    loss/error (all of ``test_data``, or its first ``eval_batches`` batches), each callback is
-    called as ``callback(step, model, metrics)``, and ``checkpoint`` (a path) is written. A
-    callback may also define ``on_after_backward(step, model)`` and ``on_after_step(step, model)``,
-    called at every step. With ``resume=True`` and an existing checkpoint, training continues from
+    loss/error (all of ``test_data``, or its first ``eval_batches`` batches), the callbacks are
+    called (see :class:`Callback`: ``callback(step, model, metrics)``, and per step
+    ``on_after_backward``/``on_after_step`` where defined), and ``checkpoint`` (a path) is
+    written. With ``resume=True`` and an existing checkpoint, training continues from
     it exactly where it stopped; ``settings`` (a dict of numbers and strings describing the run,
     e.g. the model name and width) is stored in the checkpoint, and resuming with other settings,
     or from a checkpoint of another model, raises :class:`~minires.errors.CheckpointError`.
@@ -172,14 +231,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
         raise ValueError("fit: give steps= or epochs=")
     if steps is not None and epochs is not None:
         raise ValueError("fit: give steps= or epochs=, not both")
-    if isinstance(train_data, DataLoader):
-        loader = train_data
-    else:
-        # full batches only (batch-norm statistics of a 3-sample last batch are noise), unless
-        # the whole dataset is smaller than one batch
-        loader = DataLoader(train_data, batch_size=batch_size, shuffle=True,
-                            drop_last=len(train_data) >= batch_size, seed=seed,
-                            transform=transform, device=device)
+    loader = _training_loader(train_data, batch_size, seed, transform, device)
     total = int(steps) if steps is not None else int(epochs) * len(loader)
     if total < 1:
         raise ValueError(f"fit: nothing to train ({total} steps)")
@@ -201,79 +253,89 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
         bar = tqdm(total=total, initial=step, desc=desc or getattr(model, "name", "train"),
                    leave=False, dynamic_ncols=True)
     model.train()
-    run_loss = run_wrong = None
-    run_count = 0
+    tally = LossErrorTally(device)  # the training loss and error since the last record
     step_losses = []        # this record's per-step losses, on the device: who went non-finite
     started = time.perf_counter() - history.seconds
-
-    def batches():
-        while True:
-            yield from loader
-
     try:
-        for images, labels in batches():
+        for images, labels in _endless(loader):
             if step >= total:
                 break
-            optimizer.zero_grad()
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-            loss.backward()
             step += 1
-            for cb in callbacks:
-                _call(cb, "on_after_backward", step, model)
-            optimizer.step()
-            scheduler.step()
-            for cb in callbacks:
-                _call(cb, "on_after_step", step, model)
+            logits, loss = train_step(model, images, labels, optimizer, scheduler, step=step,
+                                      callbacks=callbacks)
             with no_grad():
                 step_losses.append(loss.array)
-                batch_loss = loss.array * labels.shape[0]
-                wrong = (logits.array.argmax(axis=1) != labels.array).sum()
-                run_loss = batch_loss if run_loss is None else run_loss + batch_loss
-                run_wrong = wrong if run_wrong is None else run_wrong + wrong
-                run_count += labels.shape[0]
+                tally.add(logits, labels, loss.array * labels.shape[0])
             if bar is not None:
                 bar.update(1)
             if step % eval_every == 0 or step == total:
-                xp = backend.get_array_module(device)
-                loss_sum, wrong_sum = backend.to_host(
-                    xp.stack([xp.asarray(run_loss, dtype=xp.float64), xp.asarray(run_wrong, dtype=xp.float64)])).tolist()
-                history.steps.append(step)
-                history.train_loss.append(loss_sum / run_count)
-                history.train_error.append(100.0 * wrong_sum / run_count)
-                history.lr.append(float(optimizer.param_groups[0]["lr"]))
-                if test_data is not None:
-                    tl, te = evaluate(model, test_data, batch_size=max(batch_size, 256),
-                                      device=device, max_batches=eval_batches)
-                    history.test_loss.append(tl)
-                    history.test_error.append(te)
+                metrics = _record(history, step, tally, optimizer, model, test_data,
+                                  max(batch_size, 256), device, eval_batches)
                 history.seconds = time.perf_counter() - started
-                metrics = {k: v[-1] for k, v in history.to_dict().items()
-                           if isinstance(v, list) and v}
-                metrics["step"] = step
                 if bar is not None:
                     bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
                                     err=f"{metrics['train_error']:.1f}%")
-                for cb in callbacks:
-                    cb(step, model, metrics)
+                for callback in callbacks:
+                    if callable(callback):
+                        callback(step, model, metrics)
                 bad_step = _first_nonfinite_step(step_losses, step, model)
-                run_loss = run_wrong = None
-                run_count = 0
-                step_losses = []
+                tally, step_losses = LossErrorTally(device), []
                 if bad_step is not None:
                     history.diverged, history.diverged_step = True, bad_step
                     break           # the checkpoint keeps the last finite state
                 if checkpoint:
-                    serialization.save({
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "loader": loader.state_dict(),
-                        "rng": mr_random.get_rng_state(), "history": history.to_dict(),
-                        "step": step, "settings": dict(settings or {})}, checkpoint)
+                    _save_checkpoint(checkpoint, model, optimizer, scheduler, loader, history,
+                                     step, settings)
     finally:
         if bar is not None:
             bar.close()
     history.seconds = time.perf_counter() - started
     return history
+
+
+def _training_loader(train_data, batch_size: int, seed: int, transform, device) -> DataLoader:
+    if isinstance(train_data, DataLoader):
+        return train_data
+    # full batches only (batch-norm statistics of a 3-sample last batch are noise), unless the
+    # whole dataset is smaller than one batch
+    return DataLoader(train_data, batch_size=batch_size, shuffle=True,
+                      drop_last=len(train_data) >= batch_size, seed=seed, transform=transform,
+                      device=device)
+
+
+def _endless(loader):
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+def _record(history: History, step: int, tally: LossErrorTally, optimizer, model, test_data,
+            eval_batch_size: int, device, eval_batches: int | None) -> dict:
+    """Append one record to ``history`` (training loss/error since the last record, learning
+    rate, test loss/error); the metrics the callbacks get: the latest value of each list."""
+    train_loss, train_error = tally.read()
+    history.steps.append(step)
+    history.train_loss.append(train_loss)
+    history.train_error.append(train_error)
+    history.lr.append(float(optimizer.param_groups[0]["lr"]))
+    if test_data is not None:
+        test_loss, test_error = evaluate(model, test_data, batch_size=eval_batch_size,
+                                         device=device, max_batches=eval_batches)
+        history.test_loss.append(test_loss)
+        history.test_error.append(test_error)
+    metrics = {k: v[-1] for k, v in history.to_dict().items() if isinstance(v, list) and v}
+    metrics["step"] = step
+    return metrics
+
+
+def _save_checkpoint(path: str, model, optimizer, scheduler, loader, history: History,
+                     step: int, settings: dict | None) -> None:
+    """Everything needed to continue exactly (see :func:`_resume`)."""
+    serialization.save({
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "loader": loader.state_dict(),
+        "rng": mr_random.get_rng_state(), "history": history.to_dict(),
+        "step": step, "settings": dict(settings or {})}, path)
 
 
 def _first_nonfinite_step(step_losses: list, step: int, model) -> int | None:

@@ -587,3 +587,12 @@ def test_leaf_grad_accumulates_in_place(device):
     (x * 3).sum().backward()
     assert x.grad is first
     np.testing.assert_allclose(x.grad.numpy(), [5.0, 5.0, 5.0])
+
+
+def test_tensor_has_slots_only():
+    """Tensor's fields are its __slots__ (no per-tensor __dict__): a typo such as
+    ``t.requires_gard = True`` raises instead of being silently kept."""
+    t = mr.tensor([1.0])
+    assert not hasattr(t, "__dict__")
+    with pytest.raises(AttributeError):
+        t.requires_gard = True

@@ -361,3 +361,13 @@ def test_degradation_records_divergence_and_exits_1(tmp_path, capsys):
     assert not os.path.exists(os.path.join(out, "models", "plain8.npz"))
     with pytest.raises(ValueError, match="diverged"):
         load_trained_model(out, "plain8")
+
+
+def test_device_default_is_the_flag_then_minires_device_then_cpu(monkeypatch):
+    monkeypatch.setenv("MINIRES_DEVICE", "strict")
+    assert cli._device(None) == "strict"
+    assert cli._device("cpu") == "cpu"
+    monkeypatch.delenv("MINIRES_DEVICE")
+    assert cli._device(None) == "cpu"
+    with pytest.raises(cli.CLIError, match="tpu"):
+        cli._device("tpu")

@@ -326,3 +326,13 @@ def test_summary_resnet18_imagenet_flops():
     assert s.total_macs == pytest.approx(1.8e9, rel=0.05)    # the paper's "1.8 x 10^9 FLOPs"
     assert s.output_shape == (1, 1000)
     assert _hook_count(m) == 0 and not m.training
+
+
+def test_parse_model_name_is_the_one_name_check():
+    assert mr.models.parse_model_name(" ResNet20 ") == (True, 20)
+    assert mr.models.parse_model_name("plain18") == (False, 18)
+    assert mr.models.is_imagenet_name("resnet50") and not mr.models.is_imagenet_name("resnet56")
+    with pytest.raises(ValueError, match="unknown model"):
+        mr.models.parse_model_name("vgg16")
+    with pytest.raises(ValueError, match="6n\\+2"):
+        mr.models.get_model("resnet21")

@@ -49,6 +49,50 @@ def test_callbacks_called(device):
     assert calls == [(3, True, 3), (6, True, 6)]
 
 
+def test_callback_hooks_run_in_order_every_step(device):
+    """A Callback subclass gets on_after_backward (gradients present), on_after_step (weights
+    changed) every step and the record hook every eval_every steps."""
+    from minires.train import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.events = []
+
+        def on_after_backward(self, step, model):
+            w = next(iter(model.parameters()))
+            self.events.append(("backward", step, w.grad is not None))
+            self.before = w.numpy().copy()
+
+        def on_after_step(self, step, model):
+            w = next(iter(model.parameters()))
+            self.events.append(("step", step, not np.array_equal(w.numpy(), self.before)))
+
+        def __call__(self, step, model, metrics):
+            self.events.append(("record", step, metrics["step"] == step))
+
+    recorder = Recorder()
+    fit(models.cifar_resnet(8, width=2, num_classes=4), _easy_data(64), steps=2,
+        batch_size=16, eval_every=2, progress=False, callbacks=[recorder], device=device)
+    assert recorder.events == [("backward", 1, True), ("step", 1, True),
+                               ("backward", 2, True), ("step", 2, True), ("record", 2, True)]
+
+
+def test_evaluate_is_the_mean_loss_and_error_over_all_batches(device):
+    """evaluate's bookkeeping over uneven batches equals one pass over the whole set."""
+    mr.manual_seed(0)
+    model = models.cifar_resnet(8, width=2, num_classes=4).to(device)
+    data = _easy_data(40)
+    loss, err = evaluate(model, data, batch_size=16, device=device)   # batches of 16, 16, 8
+    model.eval()
+    with mr.no_grad():
+        x, y = mr.tensor(data.images).to(device), mr.tensor(data.labels).to(device)
+        logits = model(x)
+        whole = float(mr.nn.functional.cross_entropy(logits, y).item())
+        wrong = int((logits.numpy().argmax(axis=1) != y.numpy()).sum())
+    assert loss == pytest.approx(whole, rel=1e-4)
+    assert err == pytest.approx(100.0 * wrong / len(data))
+
+
 def test_resume_continues_exactly(tmp_path):
     ck = str(tmp_path / "ck.npz")
     data = _easy_data(128)

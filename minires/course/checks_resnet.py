@@ -216,7 +216,7 @@ def _describe_order(order) -> str:
 
 
 def check_graph_backward(ck: Checker):
-    from ..autograd import float64
+    from ..dtypes import float64
     from ..creation import tensor
     for description, build, values, trap in GRAPHS:
         with ck.case(description, trap):

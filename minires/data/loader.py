@@ -17,7 +17,8 @@ from typing import Callable, Iterator, Sequence
 import numpy
 
 from .. import backend
-from ..autograd import Tensor, as_dtype, float32
+from ..autograd import Tensor
+from ..dtypes import as_dtype, float32
 
 # Every random stream of the pipeline is seeded from the user's seed: shuffling with
 # [seed, epoch]. A salt of its own keeps each other stream apart from those: NumPy's SeedSequence

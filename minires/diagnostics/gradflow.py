@@ -130,50 +130,25 @@ def measure_gradient_flow(model: nn.Module, images: Tensor, labels: Tensor,
     for p in model.parameters():
         p.grad = None
     handles, records = [], {}
-
     for bname, block in _blocks(model):
-        rec = records.setdefault(bname, {})
-
-        def pre_hook(module, inputs, rec=rec):
-            x = inputs[0]
-            rec["in"] = x
-            x.register_hook(lambda g, rec=rec: rec.__setitem__("in_grad", array_norm(g.array)))
-            return inputs
-
-        def branch_pre(module, inputs, rec=rec):
-            alias = identity(inputs[0])
-            alias.register_hook(lambda g, rec=rec: rec.__setitem__("branch_grad", g.array))
-            return (alias,)
-
-        def shortcut_pre(module, inputs, rec=rec):
-            alias = identity(inputs[0])
-            alias.register_hook(lambda g, rec=rec: rec.__setitem__("shortcut_grad", g.array))
-            return (alias,)
-
-        def branch_out(module, inputs, output, rec=rec):
-            rec["response_std"] = array_std(output.array)
-
-        def out_hook(module, inputs, output, rec=rec):
-            output.register_hook(
-                lambda g, rec=rec: rec.__setitem__("out_grad", array_norm(g.array)))
-
-        handles.append(block.register_forward_pre_hook(pre_hook))
-        handles.append(block.register_forward_hook(out_hook))
+        record = records.setdefault(bname, {})
+        handles.append(block.register_forward_pre_hook(
+            _on_input_grad(record, "in_grad", array_norm)))
+        handles.append(block.register_forward_hook(_on_output_grad(record, "out_grad")))
         if hasattr(block, "branch"):
-            handles.append(block.branch.register_forward_pre_hook(branch_pre))
-            handles.append(block.branch.register_forward_hook(branch_out))
+            handles.append(block.branch.register_forward_pre_hook(
+                _on_path_grad(record, "branch_grad")))
+            handles.append(block.branch.register_forward_hook(
+                _on_output_std(record, "response_std")))
         if "shortcut" in getattr(block, "_modules", {}):
-            handles.append(block.shortcut.register_forward_pre_hook(shortcut_pre))
+            handles.append(block.shortcut.register_forward_pre_hook(
+                _on_path_grad(record, "shortcut_grad")))
 
-    responses = []
-    bn_index = 0
-    for mname, m in model.named_modules():
-        if isinstance(m, nn.BatchNorm2d):
-            bn_index += 1
-
-            def bn_hook(module, inputs, output, mname=mname, depth=bn_index):
-                responses.append(LayerResponse(mname, depth, array_std(output.array)))
-            handles.append(m.register_forward_hook(bn_hook))
+    responses: list[LayerResponse] = []
+    batch_norms = [(mname, m) for mname, m in model.named_modules()
+                   if isinstance(m, nn.BatchNorm2d)]
+    for depth, (mname, m) in enumerate(batch_norms, start=1):
+        handles.append(m.register_forward_hook(_on_response(responses, mname, depth)))
 
     try:
         # the input must take part in the graph for block 0's input gradient to be computed
@@ -213,22 +188,10 @@ def path_gradients(model: nn.Module, images: Tensor, labels: Tensor, block_index
     split is exact."""
     block = model.blocks[block_index]
     got = {}
-
-    def pre(module, inputs):
-        inputs[0].register_hook(lambda g: got.__setitem__("total", g.array))
-        return inputs
-
-    def make(key):
-        def hook(module, inputs):
-            alias = identity(inputs[0])
-            alias.register_hook(lambda g: got.__setitem__(key, g.array))
-            return (alias,)
-        return hook
-
-    handles = [block.register_forward_pre_hook(pre),
-               block.branch.register_forward_pre_hook(make("branch"))]
+    handles = [block.register_forward_pre_hook(_on_input_grad(got, "total")),
+               block.branch.register_forward_pre_hook(_on_path_grad(got, "branch"))]
     if "shortcut" in block._modules:
-        handles.append(block.shortcut.register_forward_pre_hook(make("shortcut")))
+        handles.append(block.shortcut.register_forward_pre_hook(_on_path_grad(got, "shortcut")))
     saved = [(p, p.grad) for p in model.parameters()]
     try:
         x = images.detach().requires_grad_(True)
@@ -240,3 +203,47 @@ def path_gradients(model: nn.Module, images: Tensor, labels: Tensor, block_index
             p.grad = g
     return {k: (backend.to_host(got[k]).astype(numpy.float64) if k in got else None)
             for k in ("total", "branch", "shortcut")}
+
+
+# --- the hooks: each stores what it sees into a dict (a block's record) under ``key`` ---
+
+def _on_input_grad(record: dict, key: str, summary=None):
+    """A forward pre-hook: the gradient that reaches the module's input (``summary`` of it,
+    e.g. its norm, or the array itself)."""
+    def hook(module, inputs):
+        inputs[0].register_hook(lambda g: record.__setitem__(
+            key, g.array if summary is None else summary(g.array)))
+        return inputs
+    return hook
+
+
+def _on_path_grad(record: dict, key: str):
+    """A forward pre-hook on a block's branch or shortcut: the gradient that flows back along
+    that path alone (the block's input reaches both paths; an identity op on this one gives it
+    a tensor of its own whose gradient is this path's share)."""
+    def hook(module, inputs):
+        alias = identity(inputs[0])
+        alias.register_hook(lambda g: record.__setitem__(key, g.array))
+        return (alias,)
+    return hook
+
+
+def _on_output_grad(record: dict, key: str):
+    """A forward hook: the norm of the gradient that reaches the module's output."""
+    def hook(module, inputs, output):
+        output.register_hook(lambda g: record.__setitem__(key, array_norm(g.array)))
+    return hook
+
+
+def _on_output_std(record: dict, key: str):
+    """A forward hook: the standard deviation of the module's output (its response)."""
+    def hook(module, inputs, output):
+        record[key] = array_std(output.array)
+    return hook
+
+
+def _on_response(responses: list, name: str, depth: int):
+    """A forward hook on the ``depth``-th batch norm: its response std, as a LayerResponse."""
+    def hook(module, inputs, output):
+        responses.append(LayerResponse(name, depth, array_std(output.array)))
+    return hook

@@ -3,8 +3,8 @@
 Every ``every`` steps, :class:`GradientTracker` stores, for each conv/linear weight: the gradient
 norm, the weight norm and the update-to-weight ratio ``||W_after - W_before|| / ||W_before||``
 of that step (about 1e-3 is the classic healthy value). It works through the training loop's
-step hooks (``on_after_backward`` and ``on_after_step``) and costs nothing on the other steps;
-with no tracker the loop does no extra work at all.
+per-step hooks (``on_after_backward`` and ``on_after_step``, see :class:`minires.train.Callback`)
+and costs nothing on the other steps; with no tracker the loop does no extra work at all.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class GradientTracker:
         self._before = None
 
     def __call__(self, step, model, metrics):
-        """The plain callback protocol of ``fit`` (evaluation time): nothing to do here."""
+        """The record hook of ``fit`` (every ``eval_every`` steps): nothing to do here."""
 
     def as_array(self, what: str = "grad_norms") -> numpy.ndarray:
         """(layers, recorded steps) array, for a heat map."""

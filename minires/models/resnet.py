@@ -97,7 +97,7 @@ def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", num_cla
     """The paper's CIFAR-10 net (section 4.2) of depth ``6n + 2``: a 3x3 conv with ``width``
     filters, three stages of ``n`` basic blocks with width, 2*width, 4*width filters on maps of
     size S, S/2, S/4 (stride-2 subsampling), global average pooling, a ``num_classes``-way fc."""
-    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+    if not is_cifar_depth(depth):
         raise ValueError(f"CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, 1202 ...), got {depth}")
     n = (depth - 2) // 6
     with _paper_init() as built:
@@ -134,14 +134,35 @@ def imagenet_resnet(depth: int, residual: bool = True, shortcut: str = "B",
     return built[0]
 
 
-def get_model(name: str, **kwargs) -> Network:
-    """A model by name: ``resnet20``/``plain56`` (CIFAR, any 6n+2 depth) or ``resnet18`` ...
-    ``plain152`` (ImageNet); keyword arguments go to the constructor."""
+def is_cifar_depth(depth: int) -> bool:
+    """Whether ``depth`` is a CIFAR net's: ``6n + 2`` (20, 32, 44, 56, 110, 1202 ...)."""
+    return isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0
+
+
+def parse_model_name(name: str) -> tuple[bool, int]:
+    """``(residual, depth)`` of a model name such as ``resnet20`` or ``plain18``; a ValueError
+    that says which names exist for anything else."""
     match = re.fullmatch(r"(resnet|plain)(\d+)", str(name).strip().lower())
     if not match:
         raise ValueError(f"unknown model {name!r}: use resnet<depth> or plain<depth>, e.g. "
                          f"resnet20, plain56, resnet18, resnet50")
     residual, depth = match.group(1) == "resnet", int(match.group(2))
+    if depth not in IMAGENET_LAYOUTS and not is_cifar_depth(depth):
+        raise ValueError(f"model {name!r}: CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, "
+                         f"1202), ImageNet nets 18, 34, 50, 101 or 152")
+    return residual, depth
+
+
+def is_imagenet_name(name: str) -> bool:
+    """Whether the model ``name`` is one of the ImageNet nets (18-152 layers), which take no
+    ``width``."""
+    return parse_model_name(name)[1] in IMAGENET_LAYOUTS
+
+
+def get_model(name: str, **kwargs) -> Network:
+    """A model by name: ``resnet20``/``plain56`` (CIFAR, any 6n+2 depth) or ``resnet18`` ...
+    ``plain152`` (ImageNet); keyword arguments go to the constructor."""
+    residual, depth = parse_model_name(name)
     if depth in IMAGENET_LAYOUTS:
         return imagenet_resnet(depth, residual=residual, **kwargs)
     return cifar_resnet(depth, residual=residual, **kwargs)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy
 
 from .. import nn
-from ..autograd import Tensor, float32, no_grad
+from ..autograd import Tensor, no_grad
+from ..dtypes import float32
 from ..creation import zeros
 from ..ops.arguments import pair
 

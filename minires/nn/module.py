@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import numpy
 
 from .. import backend
-from ..autograd import Tensor, _parse_to_args, no_grad, zero_grads
+from ..autograd import Tensor, no_grad, parse_to_args, zero_grads
 
 
 class Parameter(Tensor):
@@ -220,7 +220,7 @@ class Module:
     # --- devices and dtypes ---
     def to(self, *args, **kwargs) -> "Module":
         """Move (in place) every parameter and buffer to a device and/or floating dtype."""
-        device, dtype = _parse_to_args(args, kwargs)
+        device, dtype = parse_to_args(args, kwargs)
         if dtype is not None and dtype.kind != "f":
             raise TypeError(f"Module.to: only floating dtypes are allowed, got {dtype}")
         with no_grad():

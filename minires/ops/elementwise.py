@@ -28,7 +28,8 @@ import numbers
 import numpy
 
 from .. import backend
-from ..autograd import Function, Tensor, as_dtype
+from ..autograd import Function, Tensor
+from ..dtypes import as_dtype
 
 
 # ---------------------------------------------------------------------------------------------

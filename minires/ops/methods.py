@@ -1,10 +1,10 @@
 """Attach the operations as ``Tensor`` methods and operators (``x + y``, ``x.sum(dim=1)``).
 
-Kept apart from ``autograd.py`` so that the engine does not import what is built on it.
+Kept apart from ``minires.autograd`` so that the engine does not import what is built on it.
 """
 from __future__ import annotations
 
-from ..autograd import Tensor, _parse_to_args
+from ..autograd import Tensor, parse_to_args
 from . import elementwise as E
 from . import inplace as I
 from . import linalg as L
@@ -31,7 +31,7 @@ def _transpose(self, dim0=None, dim1=None, *more):
 def _to(self, *args, **kwargs) -> Tensor:
     """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: a copy where anything changes,
     ``self`` where nothing does. The result is part of the graph (gradients flow back)."""
-    device, dtype = _parse_to_args(args, kwargs)
+    device, dtype = parse_to_args(args, kwargs)
     out = self
     if dtype is not None and dtype != self.dtype:
         out = E.cast(out, dtype)
