@@ -228,11 +228,13 @@ def block_benchmarks_step(results=None) -> str:
             + f" | {_x(r.get('peak_rss_ratio'))} |")
     m = data["machine"]
     lines.append("")
+    imports = [r["torch_memory"]["rss_before_mib"] for r in data["rows"] if r.get("torch_memory")]
+    torch_import = (f"; PyTorch's includes its import ({min(imports):.0f}-{max(imports):.0f} MiB "
+                    f"before the first step)") if imports else ""
     lines.append(_wrap(f"(`benchmarks/results/bench_step_cpu.json`: {m['cpus']} CPU cores, "
                        f"NumPy {m.get('numpy')}, PyTorch {m.get('torch')} with "
                        f"{m.get('torch_threads')} threads. Peak RSS is each framework's whole "
-                       f"process, measured in a process of its own; PyTorch's includes its "
-                       f"import, about 300 MiB.)").rstrip("\n"))
+                       f"process, measured in a process of its own{torch_import}.)").rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
