@@ -31,9 +31,7 @@ class Adadelta(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.array
-                if wd:
-                    g = g + wd * p.array               # a new array: never modify .grad in place
+                g = self._decayed_grad(p, wd)
                 xp = p.xp
                 state = self.state.setdefault(id(p), {})
                 if "square_avg" not in state:

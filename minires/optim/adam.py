@@ -30,9 +30,7 @@ class Adam(Optimizer):
                 if p.grad is None:
                     continue
                 xp = array_module(p.array)
-                g = p.grad.array
-                if wd:
-                    g = g + wd * p.array
+                g = self._decayed_grad(p, wd)
                 state = self.state.setdefault(id(p), {})
                 if "exp_avg" not in state:
                     state["step"] = 0

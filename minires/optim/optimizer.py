@@ -46,6 +46,13 @@ class Optimizer:
         raise NotImplementedError
 
     # --- state, for checkpoints: plain host arrays and numbers, indexed by parameter order ---
+    @staticmethod
+    def _decayed_grad(p, weight_decay: float):
+        """``p``'s gradient array plus the L2 weight decay ``weight_decay * p`` (a new array when
+        there is decay: ``.grad`` itself is never changed in place)."""
+        g = p.grad.array
+        return g + weight_decay * p.array if weight_decay else g
+
     def _params(self):
         return [p for g in self.param_groups for p in g["params"]]
 

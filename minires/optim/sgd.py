@@ -32,9 +32,7 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.array
-                if wd:
-                    g = g + wd * p.array               # a new array: never modify .grad in place
+                g = self._decayed_grad(p, wd)
                 if mu:
                     state = self.state.setdefault(id(p), {})
                     buf = state.get("momentum_buffer")
