@@ -33,72 +33,10 @@ from minires import backend, models, optim  # noqa: E402
 from minires.host_allocator import tune_host_allocator  # noqa: E402
 
 from common import timeit, torch_or_none, write_results  # noqa: E402
+from twins import torch_cifar_resnet, torch_imagenet_resnet  # noqa: E402
 
 DEFAULT_CASES = ("resnet20:128:32", "resnet56:128:32", "resnet110:128:32", "resnet18:8:224")
 IMAGENET_DEPTHS = (18, 34)
-
-
-def torch_cifar_resnet(torch, depth: int, width: int = 16):
-    nn, tf = torch.nn, torch.nn.functional
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.b1 = nn.BatchNorm2d(cout)
-            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.b2 = nn.BatchNorm2d(cout)
-            self.cin, self.cout, self.stride = cin, cout, stride
-
-        def forward(self, x):
-            out = self.b2(self.c2(tf.relu(self.b1(self.c1(x)))))
-            sc = x
-            if self.stride != 1 or self.cin != self.cout:
-                sc = tf.pad(x[:, :, ::self.stride, ::self.stride],
-                            (0, 0, 0, 0, 0, self.cout - self.cin))
-            return tf.relu(out + sc)
-
-    n = (depth - 2) // 6
-    layers = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-    cin = width
-    for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
-        for i in range(n):
-            layers.append(Block(cin, cout, stride if i == 0 else 1))
-            cin = cout
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
-    return nn.Sequential(*layers)
-
-
-def torch_imagenet_resnet(torch, depth: int):
-    """ImageNet ResNet-18/34 as in the paper's Table 1 (option B: projection when shapes change)."""
-    nn, tf = torch.nn, torch.nn.functional
-    counts = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}[depth]
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.b1 = nn.BatchNorm2d(cout)
-            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.b2 = nn.BatchNorm2d(cout)
-            self.proj = None
-            if stride != 1 or cin != cout:
-                self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                          nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            out = self.b2(self.c2(tf.relu(self.b1(self.c1(x)))))
-            return tf.relu(out + (x if self.proj is None else self.proj(x)))
-
-    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-              nn.MaxPool2d(3, 2, 1)]
-    cin = 64
-    for stage, (cout, n) in enumerate(zip((64, 128, 256, 512), counts)):
-        for i in range(n):
-            layers.append(Block(cin, cout, 2 if stage > 0 and i == 0 else 1))
-            cin = cout
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 1000)]
-    return nn.Sequential(*layers)
 
 
 def _depth(name: str) -> int:

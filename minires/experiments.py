@@ -27,7 +27,7 @@ from .data.cifar10 import load_cifar10
 from .data.embedded import load_embedded
 from .data.loader import DataLoader
 from .data.transforms import Compose, PerPixelMean, RandomCrop, RandomHorizontalFlip
-from .diagnostics import measure_gradient_flow, plots
+from .diagnostics import measure_gradient_flow
 from .errors import NothingToResumeError, UsageError
 from .jsonio import write_json
 from .random import manual_seed
@@ -188,6 +188,7 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
             write_json(results, results_path)
             _remove_if_exists(checkpoint)
     _remove_empty_folder(os.path.join(out, "checkpoints"))
+    from .diagnostics import plots     # matplotlib: loaded only to draw
     plots.save_figure(plots.training_curves_figure(runs),
                       os.path.join(out, "training_error.png"))
     plots.save_figure(plots.training_curves_figure(runs, "test_error",
@@ -342,6 +343,7 @@ def run_gradflow(model_names, batch_size: int = 128, image_size: int = 32, devic
                             "dataset": dataset, "width": width, "minires_version": __version__},
                "models": result_models}
     write_json(results, os.path.join(out, "gradflow.json"))
+    from .diagnostics import plots     # matplotlib: loaded only to draw
     plots.save_figure(plots.gradient_norms_figure(
         flows, title="Gradient norm of each 3x3 conv weight" +
         (" at initialisation" if not after_steps else f" after {after_steps} steps")),
@@ -413,6 +415,7 @@ def run_responses(source: str, names=None, out: str | None = None, device: str =
     out = out or os.path.join(source, "responses")
     os.makedirs(out, exist_ok=True)
     write_json(results, os.path.join(out, "responses.json"))
+    from .diagnostics import plots     # matplotlib: loaded only to draw
     plots.save_figure(plots.response_std_figure(
         stds, title=f"Std of layer responses, trained nets, eval mode, {len(test)} held-out "
         f"images (paper Figure 7)"), os.path.join(out, "response_std.png"))

@@ -13,9 +13,10 @@ _spec.loader.exec_module(pages)
 
 EXPECTED = {"README.md": {"readme-quick-run", "readme-performance"},
             "docs/paper-results.md": {"degradation-table", "degradation-facts",
-                                      "responses-trained"},
+                                      "responses-trained", "depth-sweep", "gradflow-init"},
             "docs/cli.md": {"cli-results-json"},
-            "docs/benchmarks.md": {"benchmarks-step", "benchmarks-kernels"}}
+            "docs/benchmarks.md": {"benchmarks-step", "benchmarks-kernels",
+                                   "benchmarks-profile"}}
 
 
 def _text(page):
@@ -65,3 +66,36 @@ def test_the_figure7_block_gives_a_verdict_per_claim():
         line = next(b for b in bullets if b.startswith(pair.replace("_vs_", " vs ")))
         assert ("the second claim holds" in line) == c["deeper_smaller"], line
     assert comp["twins"] and comp["deeper_resnet"], "both claims are tested (depths 20 and 56)"
+
+
+def test_the_depth_sweep_block_is_the_json():
+    data = pages.depth_sweep()
+    assert data is not None, "benchmarks/results/depth_sweep/sweep.json is committed"
+    cells = pages.depth_sweep_cells(data)
+    text = pages.block_depth_sweep(pages.degradation_runs())
+    for cell in cells:
+        row = next(line for line in text.splitlines()
+                   if line.startswith(f"| {cell['width']} | {cell['steps']:,} | "))
+        assert f"{sum(cell['resnet56']) / len(cell['resnet56']):.1f}" in row
+        assert all(f"{g:+.1f}" in row for g in cell["gap"])
+    wins = sum(c["mean_gap"] < 0 for c in cells)
+    if wins == 0:
+        assert "In none of the" in text
+    else:
+        assert f"in {wins} of the {len(cells)}" in text
+
+
+def test_the_paper_results_prose_on_the_sweep_holds():
+    """docs/paper-results.md says, in typed prose, that the deeper ResNet closes the distance as
+    the runs get longer: the committed sweep must show that at every width."""
+    cells = pages.depth_sweep_cells(pages.depth_sweep())
+    trends = pages.depth_sweep_trends(cells)
+    assert trends, "the sweep has two step counts for some width"
+    for width, (s0, first), (s1, last) in trends:
+        assert last < first, (f"width {width}: the lag grows from {s0} to {s1} steps; update the "
+                              f"prose after the depth-sweep block in docs/paper-results.md")
+    assert "closes the distance as the runs get longer" in " ".join(
+        _text("docs/paper-results.md").split())
+    width, steps, minutes, _, _ = pages.depth_sweep_minires_minutes(pages.degradation_runs(), cells)
+    assert minutes > 45, (f"one minires seed of width {width} at {steps} steps now fits a "
+                          f"45-minute preset ({minutes:.0f} min): the prose says it does not")

@@ -25,6 +25,7 @@ def test_import_minires_loads_neither_matplotlib_nor_the_allocator_tuning():
         import minires
         assert "minires.host_allocator" not in sys.modules
         import minires.nn, minires.models, minires.diagnostics, minires.train
+        import minires.experiments, minires.studies, minires.cli   # plots load only to draw
         loaded = [m for m in ("matplotlib", "minires.diagnostics.plots") if m in sys.modules]
         assert not loaded, f"imported at import time: {loaded}"
         from minires.host_allocator import host_allocator_tuned

@@ -27,6 +27,7 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 DEGRADATION = os.path.join(RESULTS, "degradation_quick")
 RESPONSES = os.path.join(RESULTS, "responses_trained")
 GRADFLOW = os.path.join(RESULTS, "gradflow_init")
+DEPTH_SWEEP = os.path.join(RESULTS, "depth_sweep")
 BLOCK = re.compile(r"(<!-- begin generated: (?P<name>[\w-]+) \(tools/results_pages\.py\) -->\n)"
                    r"(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.DOTALL)
 PAGES = ["README.md", "docs/paper-results.md", "docs/cli.md", "docs/benchmarks.md"]
@@ -110,7 +111,23 @@ def block_readme_quick(results) -> str:
             f"{', '.join(f'{x:+.1f}' for x in lag)} points. In the paper's long CIFAR-10 runs "
             f"(64,000 iterations, about 180 epochs, against our 800 steps, about 5) the deeper "
             f"ResNet does train better; see `docs/paper-results.md` for why the short run "
-            f"differs.")
+            f"differs." + _readme_sweep_sentence())
+
+
+def _readme_sweep_sentence() -> str:
+    data = depth_sweep()
+    if data is None:
+        return ""
+    cells = depth_sweep_cells(data)
+    wins = [c for c in cells if c["mean_gap"] < 0]
+    steps = sorted({c["steps"] for c in cells})
+    widths = sorted({c["width"] for c in cells})
+    found = (f"ResNet-56 ends below ResNet-20 in {len(wins)} of its {len(cells)} settings"
+             if wins else "in none of its settings does ResNet-56 end below ResNet-20")
+    return (f" A sweep over base widths {', '.join(map(str, widths))} and "
+            f"{' and '.join(f'{s:,}' for s in steps)} steps with the paper's step schedule "
+            f"(`benchmarks/depth_sweep.py`, on PyTorch twins; `benchmarks/results/depth_sweep/`): "
+            f"{found}.")
 
 
 def block_cli_results_json(results) -> str:
@@ -249,6 +266,38 @@ def block_benchmarks_kernels(results=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def block_benchmarks_profile(results=None) -> str:
+    data = _bench("profile_step_cpu.json")
+    if data is None:
+        return "(no committed profile: run `benchmarks/profile_step.py`)\n"
+    lines = []
+    for case in data["rows"]:
+        lines += [f"| {case['model']}, batch {case['batch']}, {case['image_size']}x"
+                  f"{case['image_size']}: {case['step_ms']:.0f} ms per step | forward | backward "
+                  f"| total | share |", "| --- | --- | --- | --- | --- |"]
+        for r in case["ops"]:
+            if r["share"] < 0.005 and not r["op"].startswith("("):
+                continue                      # the ops below half a percent: one line below
+            cells = ["" if r[k] is None else f"{r[k]:.1f} ms"
+                     for k in ("forward_ms", "backward_ms", "total_ms")]
+            lines.append(f"| {r['op']} | " + " | ".join(cells) + f" | {100 * r['share']:.1f}% |")
+        small = [r for r in case["ops"] if r["share"] < 0.005 and not r["op"].startswith("(")]
+        if small:
+            lines.append(f"| the other {len(small)} ops together | | | "
+                         f"{sum(r['total_ms'] for r in small):.1f} ms | "
+                         f"{100 * sum(r['share'] for r in small):.1f}% |")
+        lines.append("")
+    case = data["rows"][0]
+    share = {r["op"]: 100 * r["share"] for r in case["ops"]}
+    framework = next(v for k, v in share.items() if k.startswith("("))
+    lines.append(_wrap(
+        f"In the {case['model']} step, the convolutions take {share.get('Conv2d', 0):.0f}% of "
+        f"the time, batch norm {share.get('BatchNorm', 0):.0f}%, ReLU {share.get('ReLU', 0):.0f}% "
+        f"and the framework around the ops (graph, modules, Python) {framework:.0f}%. A lever "
+        f"that speeds up one op can gain at most that op's share."))
+    return "\n".join(lines)
+
+
 def block_readme_performance(results=None) -> str:
     data = _bench("bench_step_cpu.json")
     parts = []
@@ -265,6 +314,183 @@ def block_readme_performance(results=None) -> str:
                  f"minires / PyTorch, lower is better): " + "; ".join(parts) + ".")
 
 
+def depth_sweep() -> dict | None:
+    """The committed sweep of ``benchmarks/depth_sweep.py``, or None before there is one."""
+    path = os.path.join(DEPTH_SWEEP, "sweep.json")
+    return _load(path) if os.path.exists(path) else None
+
+
+def depth_sweep_cells(data: dict) -> list[dict]:
+    """One cell per (width, steps): the ResNet-20 and -56 training errors by seed, in seed order,
+    and ResNet-56 minus ResNet-20 by seed and in the mean."""
+    cells = {}
+    for r in data["runs"]:
+        if not r["residual"]:
+            continue
+        cell = cells.setdefault((r["width"], r["steps"]), {"width": r["width"],
+                                                           "steps": r["steps"], "by_depth": {}})
+        cell["by_depth"].setdefault(r["depth"], {})[r["seed"]] = r["train_error"]
+    out = []
+    for key in sorted(cells):
+        cell = cells[key]
+        shallow, deep = cell["by_depth"].get(20, {}), cell["by_depth"].get(56, {})
+        seeds = sorted(set(shallow) & set(deep))
+        if not seeds:
+            continue
+        cell["seeds"] = seeds
+        cell["resnet20"] = [shallow[k] for k in seeds]
+        cell["resnet56"] = [deep[k] for k in seeds]
+        cell["gap"] = [b - a for a, b in zip(cell["resnet20"], cell["resnet56"])]
+        cell["mean_gap"] = sum(cell["gap"]) / len(seeds)
+        out.append(cell)
+    return out
+
+
+def depth_sweep_minires_minutes(results, cells) -> tuple | None:
+    """``(width, steps, minutes, quick_seconds, quick_steps)``: what one seed of the longest
+    sweep setting at the quick run's width would take in minires, plain twins included, scaled
+    from the committed quick run's seed-0 times (None without a matching setting)."""
+    if not results:
+        return None
+    quick = results[0]
+    width, quick_steps = quick["settings"]["width"], quick["settings"]["steps"]
+    same = [c for c in cells if c["width"] == width]
+    if not same or quick["settings"]["image_size"] != depth_sweep()["settings"]["image_size"]:
+        return None
+    steps = max(c["steps"] for c in same)
+    quick_seconds = sum(r["seconds"] for r in quick["runs"])
+    return width, steps, quick_seconds * steps / quick_steps / 60, quick_seconds, quick_steps
+
+
+def depth_sweep_trends(cells: list[dict]) -> list[tuple]:
+    """Per base width with two or more step counts: ``(width, (fewest steps, mean gap), (most
+    steps, mean gap))``."""
+    out = []
+    for width in sorted({c["width"] for c in cells}):
+        mine = sorted((c for c in cells if c["width"] == width), key=lambda c: c["steps"])
+        if len(mine) >= 2:
+            out.append((width, (mine[0]["steps"], mine[0]["mean_gap"]),
+                        (mine[-1]["steps"], mine[-1]["mean_gap"])))
+    return out
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def block_depth_sweep(results) -> str:
+    data = depth_sweep()
+    if data is None:
+        return "(no committed sweep: run `benchmarks/depth_sweep.py`)\n"
+    cells = depth_sweep_cells(data)
+    st = data["settings"]
+    lines = ["| base width | steps | seeds | ResNet-20 | ResNet-56 | ResNet-56 minus ResNet-20, "
+             "by seed |", "| --- | --- | --- | --- | --- | --- |"]
+    for c in cells:
+        lines.append(f"| {c['width']} | {c['steps']:,} | {', '.join(map(str, c['seeds']))} | "
+                     f"{_mean(c['resnet20']):.1f} | {_mean(c['resnet56']):.1f} | "
+                     + ", ".join(f"{g:+.1f}" for g in c["gap"]) + " |")
+    wins = [c for c in cells if c["mean_gap"] < 0]
+    every = [c for c in cells if all(g < 0 for g in c["gap"])]
+    longest = max(c["steps"] for c in cells)
+    schedule = ("divided by 10 at 50% and 75% of the steps (the paper's schedule)"
+                if st["schedule"] == "decay" else "constant after the warm-up")
+    text = (f"(Final training error in percent, the mean over the seeds listed: the error on "
+            f"the mini-batches of the last quarter of the steps. PyTorch twins of "
+            f"minires's nets on minires's data and batches: embedded set at {st['image_size']}x"
+            f"{st['image_size']}, batch {st['batch_size']}, learning rate {st['lr']} after a "
+            f"{st['warmup_steps']}-step warm-up, {schedule}; "
+            f"`benchmarks/results/depth_sweep/sweep.json`; {longest:,} steps are "
+            f"{longest * st['batch_size'] / st['num_train']:.0f} epochs of the "
+            f"{st['num_train']:,} training images.) ")
+    trends = depth_sweep_trends(cells)
+    if trends:
+        text += ("ResNet-56's lag behind ResNet-20 (the mean gap) from the shortest run to the "
+                 "longest, per base width: " + "; ".join(
+                     f"width {w}: {a:+.1f} at {s0:,} steps, {b:+.1f} at {s1:,}"
+                     for w, (s0, a), (s1, b) in trends) + ". ")
+        shrinks = all(b < a for _, (_, a), (_, b) in trends)
+        text += ("At every width the lag shrinks as the runs get longer: the deeper net is "
+                 "catching up. " if shrinks else "The lag does not shrink at every width. ")
+    estimate = depth_sweep_minires_minutes(results, cells)
+    if estimate:
+        width, steps, minutes, quick_seconds, quick_steps = estimate
+        text += (f"In minires itself, at the speed of the committed quick run (width {width}, "
+                 f"its four nets {quick_seconds:.0f} s for {quick_steps:,} steps, seed 0), one "
+                 f"seed of width {width} at {steps:,} steps with the plain twins would take about "
+                 f"{minutes:.0f} minutes on this CPU. ")
+    if not wins:
+        text += (f"In none of the {len(cells)} settings does ResNet-56 end below ResNet-20 on "
+                 f"average: within these budgets the deeper ResNet does not yet train better.")
+    else:
+        names = "; ".join(f"width {c['width']}, {c['steps']:,} steps" for c in wins)
+        text += (f"ResNet-56 ends below ResNet-20 on average in {len(wins)} of the {len(cells)} "
+                 f"settings ({names})")
+        text += (f", in every seed in {len(every)} of them." if every else
+                 ", but in none of them in every seed.")
+    return "\n".join(lines) + "\n\n" + _wrap(text)
+
+
+def depth_sweep_figure(data: dict, path: str) -> str:
+    """Final training error against steps, one panel per base width, ResNet-20 and -56 (each
+    seed a small mark, the mean a line)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cells = depth_sweep_cells(data)
+    widths = sorted({c["width"] for c in cells})
+    fig, axes = plt.subplots(1, len(widths), figsize=(3.6 * len(widths), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, width in zip(axes[0], widths):
+        mine = [c for c in cells if c["width"] == width]
+        steps = [c["steps"] for c in mine]
+        for name, color in (("resnet20", "tab:blue"), ("resnet56", "tab:red")):
+            ax.plot(steps, [_mean(c[name]) for c in mine], "-o", color=color,
+                    label=name.replace("resnet", "ResNet-"))
+            for c in mine:
+                ax.plot([c["steps"]] * len(c[name]), c[name], "_", color=color, markersize=9)
+        ax.set_xscale("log")
+        ax.set_xticks(steps)
+        ax.set_xticklabels([f"{s:,}" for s in steps])
+        ax.minorticks_off()
+        ax.set_title(f"base width {width}")
+        ax.set_xlabel("training steps")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("final training error, %")
+    axes[0][0].legend()
+    st = data["settings"]
+    fig.suptitle(f"Depth sweep on the embedded set, {st['image_size']}x{st['image_size']} "
+                 f"(lines: mean over seeds; dashes: each seed)", fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _sig(value: float) -> str:
+    """Two or three significant figures, as the gradient-flow table shows them."""
+    if value >= 1e4:
+        return f"{value:.1e}".replace("e+0", "e").replace("e+", "e")
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def block_gradflow_init(results=None) -> str:
+    data = _load(os.path.join(GRADFLOW, "gradflow.json"))
+    lines = ["| model | 3x3 conv grad-norm spread (max/min) | first / last conv | shortcut / "
+             "branch gradient at blocks 1, middle, last |", "| --- | --- | --- | --- |"]
+    for name, m in data["models"].items():
+        ratios = [b["shortcut_grad_norm"] / b["branch_grad_norm"] for b in m["blocks"]
+                  if b.get("shortcut_grad_norm") is not None]
+        shown = (", ".join(f"{ratios[i]:.2f}" for i in (0, len(ratios) // 2, -1))
+                 if ratios else "-")
+        lines.append(f"| {name} | {_sig(m['spread'])} | {_sig(m['first_to_last'])} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS = {"degradation-table": block_degradation_table,
           "degradation-facts": block_degradation_facts,
           "readme-quick-run": block_readme_quick,
@@ -272,7 +498,10 @@ BLOCKS = {"degradation-table": block_degradation_table,
           "responses-trained": block_responses,
           "benchmarks-step": block_benchmarks_step,
           "benchmarks-kernels": block_benchmarks_kernels,
-          "readme-performance": block_readme_performance}
+          "readme-performance": block_readme_performance,
+          "depth-sweep": block_depth_sweep,
+          "gradflow-init": block_gradflow_init,
+          "benchmarks-profile": block_benchmarks_profile}
 
 
 def render(text: str, results) -> str:
@@ -316,6 +545,11 @@ def figures(results) -> list[str]:
     path = os.path.join(GRADFLOW, "response_std.png")
     plots.save_figure(plots.response_std_figure(flows, title=GRADFLOW_RESPONSES_TITLE), path)
     written.append(path)
+    sweep = depth_sweep()
+    if sweep is not None:
+        path = depth_sweep_figure(sweep, os.path.join(DEPTH_SWEEP, "depth_sweep.png"))
+        shutil.copyfile(path, os.path.join(ROOT, "docs", "_static", "depth_sweep.png"))
+        written.append(path)
     return written
 
 

@@ -93,10 +93,12 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     # pass below walks y and the windows of x in the same order
     y = _window(x_pad, 0, 0, (sh, sw), out_h, out_w).copy(order="K")
     argmax = xp.zeros_like(y, dtype=xp.int8 if kh * kw < 128 else xp.int32)
+    # every pass writes into these preallocated arrays (out=, where=): no temporaries per offset
+    better = xp.empty_like(y, dtype=bool)
     for k in range(1, kh * kw):
         win = _window(x_pad, k // kw, k % kw, (sh, sw), out_h, out_w)
-        better = win > y                    # strict: the first maximum keeps the gradient
-        argmax = xp.where(better, argmax.dtype.type(k), argmax)
+        xp.greater(win, y, out=better)      # strict: the first maximum keeps the gradient
+        xp.copyto(argmax, k, where=better)
         xp.maximum(y, win, out=y)           # (maximum, not where: a NaN propagates, as in PyTorch)
     window = PoolWindow(x.shape, x_pad.shape, _is_channels_last(x_pad), (kh, kw), (sh, sw),
                         (ph, pw))
@@ -110,10 +112,17 @@ def max_pool2d_backward(dy, cache):
     out_h, out_w = dy.shape[2], dy.shape[3]
     dy_nhwc = dy.transpose(0, 2, 3, 1)
     dx_pad = _zeros_nhwc(window.padded_shape, window.channels_last, dy.dtype, xp)
-    zero = dy.dtype.type(0)
+    # windows that do not overlap (stride >= kernel) each own their inputs: dy is copied to the
+    # winners; overlapping windows share inputs, whose gradients add up
+    disjoint = all(s >= k for s, k in zip(window.stride, window.kernel_size))
+    won = xp.empty_like(argmax, dtype=bool)
     for k in range(kh * kw):
         win = _window(dx_pad, k // kw, k % kw, window.stride, out_h, out_w)
-        win += xp.where(argmax == k, dy_nhwc, zero)
+        xp.equal(argmax, k, out=won)
+        if disjoint:
+            xp.copyto(win, dy_nhwc, where=won)
+        else:
+            win += dy_nhwc * won
     return _from_nhwc(dx_pad, ph, pw, window.x_shape[2], window.x_shape[3])
 
 
