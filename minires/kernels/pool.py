@@ -112,17 +112,11 @@ def max_pool2d_backward(dy, cache):
     out_h, out_w = dy.shape[2], dy.shape[3]
     dy_nhwc = dy.transpose(0, 2, 3, 1)
     dx_pad = _zeros_nhwc(window.padded_shape, window.channels_last, dy.dtype, xp)
-    # windows that do not overlap (stride >= kernel) each own their inputs: dy is copied to the
-    # winners; overlapping windows share inputs, whose gradients add up
-    disjoint = all(s >= k for s, k in zip(window.stride, window.kernel_size))
     won = xp.empty_like(argmax, dtype=bool)
     for k in range(kh * kw):
         win = _window(dx_pad, k // kw, k % kw, window.stride, out_h, out_w)
         xp.equal(argmax, k, out=won)
-        if disjoint:
-            xp.copyto(win, dy_nhwc, where=won)
-        else:
-            win += dy_nhwc * won
+        win += dy_nhwc * won                # overlapping windows add up, as the gradient does
     return _from_nhwc(dx_pad, ph, pw, window.x_shape[2], window.x_shape[3])
 
 
