@@ -1,7 +1,7 @@
 r"""Batch normalisation over the channel axis, and its compact closed-form backward pass.
 
-Input ``x`` is (N, C) or (N, C, H, W); statistics are per channel, over the other ``M`` entries
-(``M = N`` or ``N*H*W``). In training:
+**The maths.** Input ``x`` is (N, C) or (N, C, H, W); statistics are per channel, over the other
+``M`` entries (``M = N`` or ``N*H*W``). In training:
 
 .. math::
     \mu = \frac1M \sum x, \quad \sigma^2 = \frac1M \sum (x-\mu)^2, \quad
@@ -11,8 +11,9 @@ The running statistics follow PyTorch: ``running_mean <- (1-m) running_mean + m 
 ``running_var <- (1-m) running_var + m sigma^2 M/(M-1)`` (the *unbiased* variance), while the
 normalisation itself uses the biased one. In evaluation ``mu, sigma^2`` are the running values.
 
-**Backward (training).** ``mu`` and ``sigma`` depend on every ``x``, so ``dL/dx`` has three terms;
-summed and simplified they give the compact form (per channel, sums over the M entries):
+**Backward (training): three lines.** ``mu`` and ``sigma`` depend on every ``x``, so ``dL/dx`` has
+three terms (through ``x-hat``, ``mu`` and ``sigma``); summed and simplified they give (per channel,
+sums over the M entries):
 
 .. math::
     d\beta = \sum dy, \qquad d\gamma = \sum dy\,\hat x, \qquad
@@ -21,15 +22,22 @@ summed and simplified they give the compact form (per channel, sums over the M e
 
 **Backward (evaluation).** ``mu, sigma`` are constants: ``dx = dy * gamma / sqrt(var + eps)``.
 
-**Layout.** The kernel works on an (M, C) "rows" view of channels-last memory: reductions over
-axis 0 vectorise across channels, and the result keeps the input's memory layout.
+**The plain path** is those formulas with NumPy reductions over the axes ``(0, 2, 3)``:
+:func:`minires.kernels.reference.batch_norm_forward` and
+:func:`~minires.kernels.reference.batch_norm_backward`, against which this kernel is tested.
+This kernel computes the same quantities (it keeps ``x - mu``, not ``x-hat``, and folds
+``gamma / sigma`` into one scale per channel), in three named steps, each defined below the
+kernel with the reason it is there:
 
-**Wide rows.** A per-channel vector broadcast against (M, C) rows makes NumPy's inner loop only C
-long (16 in a CIFAR ResNet's first stage), and the loop overhead then costs more than the
-arithmetic (measurements in ``docs/benchmarks.md``). So the elementwise passes see the same
-memory as (M/R, R*C) "wide rows", R consecutive pixels per row, with every per-channel vector
-tiled R times (:func:`widen`); a sum over wide rows folds back to channels with
-``.reshape(R, C).sum(0)``.
+1. **Rows** (:func:`_to_rows`): the input as an (M, C) matrix of channels-last rows, so every
+   per-channel reduction is over axis 0 and the result keeps the input's memory layout.
+2. **Reductions by BLAS** (:func:`column_sums`, :func:`column_dots`): the per-channel sums as a
+   matrix-vector product and an ``einsum``, which read the array once.
+3. **Wide rows** (:func:`widen`, :func:`fold`, :data:`WIDE_ROW`): the elementwise passes on
+   (M/R, R*C) rows instead of (M, C), because C-long inner loops are too short for NumPy.
+
+With R = 1 (:func:`widen` returns the rows unchanged) steps 1 and 2 alone remain, and the code
+below reads as the formulas above.
 """
 from __future__ import annotations
 
@@ -47,63 +55,26 @@ class BatchNormCache(NamedTuple):
     x_shape: tuple                  # (N, C) or (N, C, H, W)
 
 
-def _to_rows(x):
-    """(N, C[, H, W]) -> (M, C): a view when x is channels-last in memory, else a copy."""
-    if x.ndim == 2:
-        return x
-    c = x.shape[1]
-    return x.transpose(0, 2, 3, 1).reshape(-1, c)
-
-
-def _from_rows(rows, shape):
-    if len(shape) == 2:
-        return rows
-    n, c, h, w = shape
-    return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
-
-
-WIDE_ROW = 512
-"""Aim for wide rows of at least this many elements."""
-
-
-def widen(rows):
-    """An (M, C) array as (M/R, R*C) wide rows (a view when ``rows`` is contiguous), with R the
-    smallest power of two giving ``R*C >= WIDE_ROW`` that divides M. Returns ``(wide, R)``."""
-    m, c = rows.shape
-    r = 1
-    while r * c < WIDE_ROW and m % (2 * r) == 0:
-        r *= 2
-    return rows.reshape(m // r, r * c), r
-
-
-def fold(wide_vector, r):
-    """Per-channel totals of a vector over wide-row columns: (R*C,) -> (C,)."""
-    return wide_vector.reshape(r, -1).sum(axis=0)
-
-
-def column_sums(rows):
-    """Per-channel sums of an (M, C) array as one matrix-vector product ``1^T rows``: BLAS reads
-    the array once, faster than ``rows.sum(axis=0)`` (see ``docs/benchmarks.md``)."""
-    xp = array_module(rows)
-    return xp.ones(rows.shape[0], dtype=rows.dtype) @ rows
-
-
-def column_dots(a, b):
-    """Per-channel ``sum_m a[m, c] * b[m, c]`` without materialising ``a * b``."""
-    return array_module(a).einsum("mc,mc->c", a, b)
-
+# ---------------------------------------------------------------------------------------------
+# The kernel
+# ---------------------------------------------------------------------------------------------
 
 def batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum=0.1,
                        eps=1e-5):
-    """Returns ``(y, cache)``. Updates ``running_mean``/``running_var`` in place when training."""
+    """Returns ``(y, cache)``, ``cache`` a :class:`BatchNormCache`. Updates ``running_mean`` and
+    ``running_var`` in place when training. ``weight`` (gamma) and ``bias`` (beta) may be None.
+
+    On wide rows (step 3), a per-channel vector ``v`` enters as ``tile(v, r)`` and a per-channel
+    sum as ``fold(column_sums(...), r)``; with r = 1 both are the plain vector and sum.
+    """
     xp = array_module(x)
-    rows = _to_rows(x)
+    rows = _to_rows(x)                                          # step 1: (M, C)
     m = rows.shape[0]
-    wide, r = widen(rows)
+    wide, r = widen(rows)                                       # step 3: (M/R, R*C)
     if training:
-        mean = fold(column_sums(wide), r) * (1.0 / m)
-        centered = wide - xp.tile(mean, r)
-        var = fold(column_dots(centered, centered), r) * (1.0 / m)   # biased: used to normalise
+        mean = fold(column_sums(wide), r) * (1.0 / m)                       # mu
+        centered = wide - xp.tile(mean, r)                                  # x - mu
+        var = fold(column_dots(centered, centered), r) * (1.0 / m)  # sigma^2, biased: normalises
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -124,21 +95,104 @@ def batch_norm_forward(x, running_mean, running_var, weight, bias, training, mom
 
 
 def batch_norm_backward(dy, cache, need_dx=True, need_dweight=True, need_dbias=True):
-    """Gradients ``(dx, dweight, dbias)`` of batch norm; None where not needed."""
+    """Gradients ``(dx, dweight, dbias)`` of batch norm; None where not needed.
+
+    The three lines of the module docstring, with ``x_hat = centered * inv_std`` and
+    ``scale = gamma * inv_std``::
+
+        dbeta  = sum(dy)
+        dgamma = sum(dy * x_hat)
+        dx     = scale * (dy - dbeta / M - x_hat * dgamma / M)    # training
+        dx     = scale * dy                                       # evaluation
+
+    ``dx`` is computed as three elementwise passes over the wide rows, one per term.
+    """
     centered, inv_std, weight = cache.centered, cache.inv_std, cache.weight
     xp = array_module(centered)
-    dy_rows = _to_rows(dy)
+    dy_rows = _to_rows(dy)                                        # step 1
     m = dy_rows.shape[0]
-    dy_wide, r = widen(dy_rows)                      # the same R as the forward: same M and C
-    dbias = fold(column_sums(dy_wide), r)
-    dweight = fold(column_dots(dy_wide, centered), r) * inv_std     # = sum(dy * x_hat)
+    dy_wide, r = widen(dy_rows)                   # step 3: the same R as the forward (same M, C)
+    dbias = fold(column_sums(dy_wide), r)                             # dbeta = sum(dy)
+    dweight = fold(column_dots(dy_wide, centered), r) * inv_std       # dgamma = sum(dy * x_hat)
     dx = None
     if need_dx:
         scale = inv_std if weight is None else weight * inv_std
-        dx_wide = dy_wide * xp.tile(scale, r)
+        dx_wide = dy_wide * xp.tile(scale, r)                                   # scale * dy
         if cache.training:
-            # scale * (dy - dbias/M - x_hat * dweight/M), with x_hat = centered * inv_std
+            # - scale * x_hat * dgamma / M, with x_hat = centered * inv_std
             dx_wide += centered * xp.tile(scale * inv_std * dweight * (-1.0 / m), r)
-            dx_wide += xp.tile(scale * dbias * (-1.0 / m), r)
+            dx_wide += xp.tile(scale * dbias * (-1.0 / m), r)           # - scale * dbeta / M
         dx = _from_rows(dx_wide.reshape(dy_rows.shape), cache.x_shape)
     return dx, (dweight if need_dweight else None), (dbias if need_dbias else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 1. Rows: an (M, C) view of channels-last memory
+# ---------------------------------------------------------------------------------------------
+# Batch norm's statistics are per channel, over everything else. Seen as an (M, C) matrix, every
+# reduction is over axis 0 and vectorises across the channels. A convolution's output is an
+# NCHW view of channels-last (NHWC) memory (see conv.py), so the (M, C) rows are then a free view,
+# and the result, built as rows and viewed back, keeps that layout for the next convolution.
+
+def _to_rows(x):
+    """(N, C[, H, W]) -> (M, C): a view when x is channels-last in memory, else a copy."""
+    if x.ndim == 2:
+        return x
+    c = x.shape[1]
+    return x.transpose(0, 2, 3, 1).reshape(-1, c)
+
+
+def _from_rows(rows, shape):
+    """The inverse of :func:`_to_rows`: (M, C) rows -> an (N, C[, H, W]) view."""
+    if len(shape) == 2:
+        return rows
+    n, c, h, w = shape
+    return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 2. Per-channel reductions by BLAS
+# ---------------------------------------------------------------------------------------------
+# ``rows.sum(axis=0)`` walks the array column by column in NumPy's reduction machinery; a
+# matrix-vector product reads it once, in memory order (measured in docs/benchmarks.md).
+
+def column_sums(rows):
+    """Per-channel sums of an (M, C) array as one matrix-vector product ``1^T rows``: BLAS reads
+    the array once, faster than ``rows.sum(axis=0)`` (see ``docs/benchmarks.md``)."""
+    xp = array_module(rows)
+    return xp.ones(rows.shape[0], dtype=rows.dtype) @ rows
+
+
+def column_dots(a, b):
+    """Per-channel ``sum_m a[m, c] * b[m, c]`` without materialising ``a * b``."""
+    return array_module(a).einsum("mc,mc->c", a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 3. Wide rows: longer inner loops for the elementwise passes
+# ---------------------------------------------------------------------------------------------
+# Why: a per-channel vector broadcast against (M, C) rows makes NumPy's inner loop only C long
+# (16 in a CIFAR ResNet's first stage), and the loop overhead then costs more than the arithmetic
+# (measured in docs/benchmarks.md). The same memory seen as (M/R, R*C) rows, R consecutive pixels
+# per row, has an inner loop R times longer; the per-channel vectors are tiled R times to match
+# (``xp.tile(v, r)``), and a per-column sum over wide rows folds back to channels (:func:`fold`):
+# column k of a wide row is channel k % C. Nothing changes mathematically, and with R = 1 the
+# kernel is the plain (M, C) computation.
+
+WIDE_ROW = 512
+"""Aim for wide rows of at least this many elements."""
+
+
+def widen(rows):
+    """An (M, C) array as (M/R, R*C) wide rows (a view when ``rows`` is contiguous), with R the
+    smallest power of two giving ``R*C >= WIDE_ROW`` that divides M. Returns ``(wide, R)``."""
+    m, c = rows.shape
+    r = 1
+    while r * c < WIDE_ROW and m % (2 * r) == 0:
+        r *= 2
+    return rows.reshape(m // r, r * c), r
+
+
+def fold(wide_vector, r):
+    """Per-channel totals of a vector over wide-row columns: (R*C,) -> (C,)."""
+    return wide_vector.reshape(r, -1).sum(axis=0)
