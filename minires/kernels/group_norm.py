@@ -19,6 +19,12 @@ over the group's M entries):
     dx = \frac{1}{\sqrt{\sigma^2+\epsilon}}
          \Big(g - \overline{g} - \hat x\,\overline{g \hat x}\Big), \qquad
     d\gamma_c = \sum_{n, h, w} dy\,\hat x, \qquad d\beta_c = \sum_{n, h, w} dy
+
+**The plain path** is :func:`minires.kernels.reference.group_norm_forward` and
+:func:`~minires.kernels.reference.group_norm_backward`: a loop over the groups, each normalised
+by the formulas above. This kernel is tested against it and has one step more: **all groups at
+once**. The groups are consecutive channels, so ``x.reshape(N, G, M)`` lays out every group of
+every sample as one row, and each mean above is one reduction over the last axis.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ from ..backend import array_module
 
 
 def group_norm_forward(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
-    """``y`` (x's shape) and a cache for the backward."""
+    """``y`` (x's shape) and a cache for the backward; ``weight`` (gamma) and ``bias`` (beta),
+    (C,) each, may be None."""
     xp = array_module(x)
     n, c = x.shape[0], x.shape[1]
     groups = x.reshape(n, num_groups, -1)                    # (N, G, M)
@@ -43,7 +50,8 @@ def group_norm_forward(x, num_groups: int, weight=None, bias=None, eps: float = 
 
 
 def group_norm_backward(dy, cache, need_dx=True, need_dweight=True, need_dbias=True):
-    """Gradients ``(dx, dweight, dbias)``; None where not needed."""
+    """Gradients ``(dx, dweight, dbias)``; None where not needed. ``dx`` is the module
+    docstring's line, with ``g = dy * gamma`` and the means over the last axis of (N, G, M)."""
     x_hat, inv_std, weight, num_groups = cache
     n, c = dy.shape[0], dy.shape[1]
     reduce = (0,) + tuple(range(2, dy.ndim))                 # every axis but the channels

@@ -18,8 +18,12 @@ convolution's gradient (:func:`minires.kernels.conv.conv2d_backward`) of that bl
            dw_{[k]} = \partial_w \mathrm{conv}(dy_{[:, k]}), \quad db_{[k]} = \sum dy_{[:, k]}
 
 and the results are concatenated back along the channel axis (``x`` feeds only its own block, so
-no sums across blocks appear). The code is the existing im2col kernel called once per group: ``g``
-smaller matrix products instead of one.
+no sums across blocks appear).
+
+**The plain path** is :func:`minires.kernels.reference.grouped_conv2d_forward`, the reference
+convolution once per group; this kernel is the same loop over the groups around the fast
+convolution (:mod:`minires.kernels.conv`), ``g`` smaller matrix products instead of one, and
+adds no speed trick of its own. It is tested against the reference.
 """
 from __future__ import annotations
 

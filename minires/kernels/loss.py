@@ -9,6 +9,16 @@ For logits ``z`` (N, K) and integer targets ``t`` (N,), with ``p = softmax(z)``:
 Subtracting the row maximum (log-sum-exp) keeps ``exp`` from overflowing and changes nothing
 mathematically. **Backward:** ``dL/dz = (p - onehot(t)) / N`` (times the upstream gradient): the
 softmax Jacobian and the log cancel into this one line.
+
+**The plain path** is :func:`minires.kernels.reference.softmax_cross_entropy`: the same formulas
+with a one-hot (N, K) matrix of the targets. This kernel is tested against it, and differs in two
+steps:
+
+1. **Pick, do not multiply.** The target's log-probability is gathered by index,
+   ``log_p[arange(N), t]``, and backward subtracts 1 at the same indices (one index per row, so
+   no repeated indices, which CuPy's scatter leaves undefined): no (N, K) one-hot matrix.
+2. **PyTorch's reductions.** ``reduction`` is "mean" (the course's), "sum" or "none" (a loss per
+   sample), and the upstream gradient ``dloss`` scales the result accordingly.
 """
 from __future__ import annotations
 
@@ -25,6 +35,7 @@ class CrossEntropyCache(NamedTuple):
 
 
 def log_softmax(z, axis=-1):
+    """``z - max - log sum exp(z - max)`` along ``axis`` (the max keeps ``exp`` finite)."""
     xp = array_module(z)
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
@@ -46,6 +57,8 @@ def cross_entropy_forward(logits, target, reduction="mean"):
 
 
 def cross_entropy_backward(dloss, cache):
+    """``dL/dz = dloss * (p - onehot(t))``, divided by N for "mean"; ``dloss`` is 0-d, or (N,)
+    for "none"."""
     log_p, target, reduction = cache
     xp = array_module(log_p)
     n = log_p.shape[0]

@@ -1,21 +1,40 @@
 r"""Pooling: max, average and adaptive average, forward and backward.
 
-All three slide a (kh, kw) window with stride (sh, sw) over zero- (average) or -inf- (max) padded
-input; the output size floors, as in PyTorch: ``Ho = (H + 2p - kh) // sh + 1``. They loop over the
-kh*kw window offsets, each a strided slice of the whole batch (no Python loop over pixels).
-They work on the channels-last (N, H, W, C) view of the input, which is free after a convolution
-and keeps NumPy's inner loops C long and contiguous, and return channels-last results.
+**The maths.** Max and average pooling slide a (kh, kw) window with stride (sh, sw) over the
+input padded by (ph, pw), with -inf (max) or zeros (average); the output size floors, as in
+PyTorch: ``Ho = (H + 2p - kh) // sh + 1``, so when ``(H + 2p - kh) % sh != 0`` the last rows are
+under no window and get a zero gradient.
 
-**Max pool.** ``y = max_k x_k`` over the window. Its derivative is 1 for the element that won and 0
-for the others, so backward routes each ``dy`` to the argmax (the first one on ties):
-``dx[argmax] += dy``. The winning offset is kept as a small integer array.
+* **Max pool.** ``y = max_k x_k`` over the window. Its derivative is 1 for the element that won
+  and 0 for the others, so backward routes each ``dy`` to the argmax (the first one on ties, as
+  PyTorch): ``dx[argmax] += dy``, adding up where windows overlap.
+* **Average pool.** ``y = (1/(kh kw)) sum_k x_k`` (padding zeros are counted, PyTorch's default
+  ``count_include_pad=True``); backward spreads ``dy / (kh kw)`` over the window, adding up where
+  windows overlap.
+* **Adaptive average pool** to (oh, ow): output cell ``(i, j)`` averages rows
+  ``floor(i H/oh) .. ceil((i+1) H/oh) - 1`` (likewise columns), and backward shares its ``dy``
+  equally among them; for output 1x1 this is the global average ``y = mean_{h,w} x`` with
+  ``dx = dy / (H W)`` broadcast.
 
-**Average pool.** ``y = (1/(kh kw)) sum_k x_k`` (padding zeros are counted, PyTorch's default
-``count_include_pad=True``); backward spreads ``dy / (kh kw)`` over the window.
+**The plain path** is :mod:`minires.kernels.reference` (``max_pool_forward`` and the others): one
+pass per window offset over NCHW arrays, comparing each window with the maximum to route the
+gradient. The kernels here are tested against it. They compute the same thing in these steps:
 
-**Adaptive average pool** to (oh, ow): output cell ``(i, j)`` averages rows
-``floor(i H/oh) .. ceil((i+1) H/oh)`` (likewise columns); for output 1 this is the global average
-``y = mean_{h,w} x`` with ``dx = dy / (H W)`` broadcast.
+1. **One pass per window offset** (:func:`_window`): each of the kh*kw offsets is one strided
+   view of the whole batch, so there is no Python loop over pixels (also in the reference).
+2. **Channels-last** (:func:`_to_nhwc`): the passes run on the (N, H, W, C) view of the input,
+   free after a convolution (whose output is channels-last memory), so NumPy's inner loops run
+   along C, contiguous. The result is returned as an NCHW view of channels-last memory, and a
+   gradient is allocated in the memory layout of the input it belongs to
+   (:func:`_zeros_nhwc`), so the layers around a pool never stride across memory.
+3. **The winner as a small integer** (max pool): forward keeps, per output, the offset that won
+   (``int8`` when the window has fewer than 128 entries) instead of the input or a mask per
+   offset; backward adds ``dy`` where ``argmax == k``, one pass per offset.
+4. **No temporaries per offset** (max pool forward): every pass writes into arrays allocated
+   once per call (``out=``, ``copyto(..., where=)``). ``docs/benchmarks.md`` records that this
+   bought no measurable time.
+5. **Global average pooling** (adaptive, output 1x1, the ResNet head): one ``mean`` and one
+   broadcast instead of the loop over output cells.
 """
 from __future__ import annotations
 
@@ -48,6 +67,7 @@ class AdaptiveAvgPool2dCache(NamedTuple):
 
 
 def pool_output_size(size, kernel, stride, padding):
+    """Window positions along one axis: ``(size + 2 padding - kernel) // stride + 1`` (floors)."""
     return (size + 2 * padding - kernel) // stride + 1
 
 
@@ -78,6 +98,7 @@ def _zeros_nhwc(shape, channels_last, dtype, xp):
 
 
 def _from_nhwc(dx_pad, ph, pw, h, w):
+    """A padded (N, Hp, Wp, C) gradient, cropped to (N, C, H, W) (a view)."""
     return dx_pad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
 
 
@@ -88,14 +109,14 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = x.shape
     out_h, out_w = pool_output_size(h, kh, sh, ph), pool_output_size(w, kw, sw, pw)
-    x_pad = _to_nhwc(x, ph, pw, -xp.inf)
+    x_pad = _to_nhwc(x, ph, pw, -xp.inf)                # step 2: channels-last
     # y is a copy (it is updated in place) in the input's memory order ("K"), so that every
     # pass below walks y and the windows of x in the same order
     y = _window(x_pad, 0, 0, (sh, sw), out_h, out_w).copy(order="K")
-    argmax = xp.zeros_like(y, dtype=xp.int8 if kh * kw < 128 else xp.int32)
-    # every pass writes into these preallocated arrays (out=, where=): no temporaries per offset
+    argmax = xp.zeros_like(y, dtype=xp.int8 if kh * kw < 128 else xp.int32)   # step 3
+    # step 4: every pass writes into these preallocated arrays (out=, where=): no temporaries
     better = xp.empty_like(y, dtype=bool)
-    for k in range(1, kh * kw):
+    for k in range(1, kh * kw):                 # step 1: one pass per window offset
         win = _window(x_pad, k // kw, k % kw, (sh, sw), out_h, out_w)
         xp.greater(win, y, out=better)      # strict: the first maximum keeps the gradient
         xp.copyto(argmax, k, where=better)
@@ -106,6 +127,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
 
 
 def max_pool2d_backward(dy, cache):
+    """``dx`` of max pooling: each ``dy`` added to the input that won its window (step 3)."""
     xp = array_module(dy)
     window, argmax = cache.window, cache.argmax
     (kh, kw), (ph, pw) = window.kernel_size, window.padding
@@ -137,6 +159,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
 
 
 def avg_pool2d_backward(dy, cache):
+    """``dx`` of average pooling: ``dy / (kh kw)`` added to every input of its window."""
     xp = array_module(dy)
     window = cache                  # the average pool's cache is its window
     (kh, kw), (ph, pw) = window.kernel_size, window.padding
@@ -149,6 +172,7 @@ def avg_pool2d_backward(dy, cache):
 
 
 def _adaptive_bounds(size, out):
+    """The (start, stop) input indices each of ``out`` adaptive cells averages over."""
     return [(math.floor(i * size / out), math.ceil((i + 1) * size / out)) for i in range(out)]
 
 
@@ -159,7 +183,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
     oh, ow = output_size
     n, c, h, w = x.shape
     cache = AdaptiveAvgPool2dCache(x.shape, (oh, ow))
-    if oh == 1 and ow == 1:                     # global average pooling, the ResNet head
+    if oh == 1 and ow == 1:                     # step 5: global average pooling, the ResNet head
         return x.mean(axis=(2, 3), keepdims=True), cache
     y = xp.empty((n, c, oh, ow), dtype=x.dtype)
     for i, (h0, h1) in enumerate(_adaptive_bounds(h, oh)):
@@ -169,6 +193,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
 
 
 def adaptive_avg_pool2d_backward(dy, cache):
+    """``dx`` of adaptive average pooling: each cell's ``dy / area`` added to its inputs."""
     xp = array_module(dy)
     x_shape, (oh, ow) = cache.x_shape, cache.output_size
     n, c, h, w = x_shape
