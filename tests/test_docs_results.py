@@ -16,7 +16,11 @@ EXPECTED = {"README.md": {"readme-quick-run", "readme-performance"},
                                       "responses-trained", "depth-sweep", "gradflow-init"},
             "docs/cli.md": {"cli-results-json"},
             "docs/benchmarks.md": {"benchmarks-step", "benchmarks-kernels",
-                                   "benchmarks-profile"}}
+                                   "benchmarks-profile"},
+            "docs/kernels/conv2d.md": {"kernel-conv2d"},
+            "docs/kernels/batch-norm.md": {"kernel-batch-norm"},
+            "docs/kernels/pooling.md": {"kernel-pooling"},
+            "docs/kernels/cross-entropy.md": {"kernel-cross-entropy"}}
 
 
 def _text(page):
@@ -99,3 +103,17 @@ def test_the_paper_results_prose_on_the_sweep_holds():
     width, steps, minutes, _, _ = pages.depth_sweep_minires_minutes(pages.degradation_runs(), cells)
     assert minutes > 45, (f"one minires seed of width {width} at {steps} steps now fits a "
                           f"45-minute preset ({minutes:.0f} min): the prose says it does not")
+
+
+def test_the_kernel_pages_show_the_reference_against_the_fast_kernel():
+    data = pages._bench("bench_reference_cpu.json")
+    assert data is not None, "benchmarks/results/bench_reference_cpu.json is committed"
+    blocks = {"conv2d 3x3": pages.block_kernel_conv2d(),
+              "batch_norm": pages.block_kernel_batch_norm(),
+              "max_pool2d 2x2": pages.block_kernel_pooling(),
+              "cross_entropy": pages.block_kernel_cross_entropy()}
+    for row in data["rows"]:
+        prefix = next(p for p in blocks if row["kernel"].startswith(p))
+        label = row["kernel"][len(prefix):].strip()
+        line = next(line for line in blocks[prefix].splitlines() if line.startswith(f"| {label} |"))
+        assert f"| {row['speedup']:.1f}x |" in line, line

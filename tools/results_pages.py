@@ -30,7 +30,9 @@ GRADFLOW = os.path.join(RESULTS, "gradflow_init")
 DEPTH_SWEEP = os.path.join(RESULTS, "depth_sweep")
 BLOCK = re.compile(r"(<!-- begin generated: (?P<name>[\w-]+) \(tools/results_pages\.py\) -->\n)"
                    r"(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.DOTALL)
-PAGES = ["README.md", "docs/paper-results.md", "docs/cli.md", "docs/benchmarks.md"]
+PAGES = ["README.md", "docs/paper-results.md", "docs/cli.md", "docs/benchmarks.md",
+         "docs/kernels/conv2d.md", "docs/kernels/batch-norm.md", "docs/kernels/pooling.md",
+         "docs/kernels/cross-entropy.md"]
 
 
 def _load(path):
@@ -298,6 +300,77 @@ def block_benchmarks_profile(results=None) -> str:
     return "\n".join(lines)
 
 
+def _ms(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f} ms" if v >= 1 else f"{1000 * v:.0f} µs"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%" if share >= 0.0005 else "under 0.1%"
+
+
+def kernel_table(prefix: str, op: str) -> str:
+    """What a fast kernel bought: the plain path (kernels/reference.py) against the fast kernel
+    (bench_reference_cpu.json), the fast kernel against PyTorch (bench_kernels_cpu.json), and the
+    op's share of a training step (profile_step_cpu.json); rows whose kernel starts with
+    ``prefix``, the share of graph node ``op``."""
+    plain = _bench("bench_reference_cpu.json")
+    versus = {r["kernel"]: r for r in (_bench("bench_kernels_cpu.json") or {"rows": []})["rows"]}
+    lines = []
+    rows = [r for r in plain["rows"] if r["kernel"].startswith(prefix)] if plain else []
+    if rows:
+        lines += [f"| {prefix}, forward + backward, batch {rows[0]['batch']} | reference | fast "
+                  f"kernel | speed-up | another run: PyTorch (minires, ratio) |",
+                  "| --- | --- | --- | --- | --- |"]
+        for r in rows:
+            other = versus.get(r["kernel"])
+            vs = (f"{_ms(other['torch_ms'])} ({_ms(other['minires_ms'])}, {_x(other['ratio'])})"
+                  if other and other.get("torch_ms") else "-")
+            lines.append(f"| {r['kernel'][len(prefix):].strip() or prefix} | "
+                         f"{_ms(r['reference_ms'])} | {_ms(r['fast_ms'])} | "
+                         f"{r['speedup']:.1f}x | {vs} |")
+        m = plain["machine"]
+        loads = [r["load_1min"] for r in plain["rows"] if r.get("load_1min") is not None]
+        threads = {r.get("blas_threads") for r in plain["rows"]} - {None}
+        busy = f", OpenBLAS on {' or '.join(sorted(threads))} thread(s)" if threads else ""
+        if loads:
+            busy += (f", a shared machine with a load average of {min(loads):.1f}-"
+                     f"{max(loads):.1f} during the run: a ratio near 1 is within its noise")
+        lines += ["", _wrap(f"(The reference and the fast kernel: "
+                            f"`benchmarks/results/bench_reference_cpu.json`, medians of one run "
+                            f"on {m['cpus']} CPU cores{busy}; NumPy {m.get('numpy')}, float32. "
+                            f"PyTorch and minires through its ops: `bench_kernels_cpu.json`, "
+                            f"another run, OpenBLAS on all cores.)").rstrip("\n")]
+    profile = _bench("profile_step_cpu.json")
+    if profile:
+        case = profile["rows"][0]
+        row = next((r for r in case["ops"] if r["op"] == op), None)
+        if row is not None:
+            lines += ["", _wrap(
+                f"In a {case['model']} training step (batch {case['batch']}, "
+                f"{case['image_size']}x{case['image_size']}, `profile_step_cpu.json`), {op} "
+                f"forward and backward take {row['total_ms']:.1f} ms of {case['step_ms']:.0f} "
+                f"ms, {_percent(row['share'])} of the step.").rstrip("\n")]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def block_kernel_conv2d(results=None) -> str:
+    return kernel_table("conv2d 3x3", "Conv2d")
+
+
+def block_kernel_batch_norm(results=None) -> str:
+    return kernel_table("batch_norm", "BatchNorm")
+
+
+def block_kernel_pooling(results=None) -> str:
+    return kernel_table("max_pool2d 2x2", "AdaptiveAvgPool2d")
+
+
+def block_kernel_cross_entropy(results=None) -> str:
+    return kernel_table("cross_entropy", "CrossEntropy")
+
+
 def block_readme_performance(results=None) -> str:
     data = _bench("bench_step_cpu.json")
     parts = []
@@ -501,7 +574,11 @@ BLOCKS = {"degradation-table": block_degradation_table,
           "readme-performance": block_readme_performance,
           "depth-sweep": block_depth_sweep,
           "gradflow-init": block_gradflow_init,
-          "benchmarks-profile": block_benchmarks_profile}
+          "benchmarks-profile": block_benchmarks_profile,
+          "kernel-conv2d": block_kernel_conv2d,
+          "kernel-batch-norm": block_kernel_batch_norm,
+          "kernel-pooling": block_kernel_pooling,
+          "kernel-cross-entropy": block_kernel_cross_entropy}
 
 
 def render(text: str, results) -> str:
