@@ -36,7 +36,7 @@ from ..backend import array_module
 
 def _pair(v) -> tuple[int, int]:
     """An int, or a (height, width) pair, as a pair."""
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
