@@ -36,6 +36,18 @@ def test_profile_step_accounts_for_the_whole_step(tmp_path):
     assert sum(r["total_ms"] for r in case["ops"]) == pytest.approx(case["step_ms"])
 
 
+def test_bench_reference_writes_what_the_kernel_pages_read(tmp_path):
+    bench = _script("bench_reference")
+    out = tmp_path / "reference.json"
+    bench.main(["--batch", "1", "--repeat", "1", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    committed = json.load(open(os.path.join(BENCHMARKS, "results", "bench_reference_cpu.json")))
+    assert [r["kernel"] for r in rows] == [r["kernel"] for r in committed["rows"]]
+    for r in rows:
+        assert r["reference_ms"] > 0 and r["fast_ms"] > 0
+        assert r["speedup"] == pytest.approx(r["reference_ms"] / r["fast_ms"])
+
+
 def test_the_sweeps_schedule_is_the_papers():
     sweep = _script("depth_sweep")
     factors = sweep.lr_factors(40, 10, decay=True)
