@@ -238,3 +238,43 @@ def test_sync_batchnorm_without_a_group_is_batch_norm_and_converts_state():
     np.testing.assert_array_equal(converted(x).numpy(), reference(x).numpy())
     F.relu(converted(x)).sum().backward()
     assert converted[1].weight.grad is not None
+
+
+# --- the minires command spread out ---
+
+@pytest.mark.mpi
+@needs_mpi
+def test_degradation_farm_gives_each_net_the_single_process_result(tmp_path):
+    flags = ["degradation", "--depths", "8", "--steps", "20", "--image-size", "8", "--width",
+             "4", "--num-train", "256", "--batch-size", "32", "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES}
+    env.update(PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", MINIRES_DEVICE="cpu")
+    single = subprocess.run([sys.executable, "-m", "minires", *flags, "--out",
+                             str(tmp_path / "one")], capture_output=True, text=True, env=env,
+                            cwd=ROOT, timeout=240)
+    assert single.returncode == 0, single.stderr
+    farm = run_under_mpiexec(sys.executable, "-m", "minires", *flags, "--out",
+                             str(tmp_path / "two"))
+    assert farm.returncode == 0, farm.stdout + farm.stderr
+    assert "2 ranks" in farm.stdout and "resnet8 (rank 1)" in farm.stdout
+    assert farm.stdout.count("wrote ") == 1                 # rank 0 alone prints
+    import json
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert one["settings"] == two["settings"]
+    assert [r["model"] for r in two["runs"]] == ["plain8", "resnet8"]
+    for a, b in zip(one["runs"], two["runs"]):
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+    assert sorted(p.name for p in (tmp_path / "two" / "models").iterdir()) == \
+        ["plain8.npz", "resnet8.npz"]
+    assert (tmp_path / "two" / "training_error.png").exists()
+    # per net --resume: both nets are listed, so nothing is trained again
+    again = run_under_mpiexec(sys.executable, "-m", "minires", *flags, "--out",
+                              str(tmp_path / "two"), "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "plain8: finished before" in again.stdout
+    resumed = json.loads((tmp_path / "two" / "results.json").read_text())["runs"]
+    for run in resumed:
+        run.pop("seconds")
+    assert resumed == two["runs"]

@@ -1,8 +1,10 @@
 """How this process was launched: by an MPI launcher or by ``torchrun``-style variables, and how
 many BLAS threads each rank should get.
 
-Nothing here imports mpi4py or NumPy: the ``minires`` command asks :func:`launched_ranks` before
-NumPy loads its BLAS, because OpenBLAS reads ``OPENBLAS_NUM_THREADS`` once, when it is loaded.
+Nothing here imports mpi4py or NumPy. OpenBLAS reads ``OPENBLAS_NUM_THREADS`` once, when NumPy
+loads it, and the ``minires`` command has imported NumPy by the time it runs; so
+:func:`limit_blas_threads` sets the count in the loaded library itself (threadpoolctl where it is
+installed, else OpenBLAS's own ``openblas_set_num_threads`` through ctypes).
 """
 from __future__ import annotations
 
@@ -67,6 +69,35 @@ def set_blas_threads_for_ranks() -> int | None:
     for name in names:
         os.environ[name] = str(threads)
     return threads
+
+
+def limit_blas_threads(threads: int) -> int | None:
+    """Set the BLAS threads of the loaded library to ``threads``; return the count it now
+    reports (None when no BLAS that can be set was found)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(limits=int(threads), user_api="blas")
+        return int(threads)
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return None
+    found = None
+    for path in sorted(paths):
+        library = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    setter(int(threads))
+                    found = int(getter())
+    return found
 
 
 def mpiexec_command(num_processes: int, argv: list[str]) -> list[str]:

@@ -40,10 +40,12 @@ class MPIBackend:
     # --- waiting with a deadline ---
     def wait(self, request, what: str) -> None:
         """Poll ``request`` until it completes or ``self.timeout`` seconds pass."""
-        deadline = time.monotonic() + self.timeout
+        start = time.monotonic()
+        deadline = start + self.timeout
         pause = 0.0
         while not request.Test():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 global _aborting
                 _aborting = True
                 raise DistributedTimeoutError(
@@ -51,7 +53,9 @@ class MPIBackend:
                     f"of them died or hangs (its own error, above, says why); the job is aborted "
                     f"(a longer timeout: init_process_group(..., timeout=timedelta(...)))")
             time.sleep(pause)
-            pause = min(1e-3, pause + 1e-5)   # spin briefly, then yield the core
+            # spin briefly, then yield the core; after a second (a rank still training its
+            # net, say), check 20 times a second
+            pause = min(1e-3, pause + 1e-5) if now - start < 1.0 else 0.05
 
     # --- collectives on host arrays (contiguous, writable) ---
     def allgather_small(self, row: numpy.ndarray, what: str) -> numpy.ndarray:

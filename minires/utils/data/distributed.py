@@ -14,7 +14,25 @@ import math
 
 import numpy
 
-__all__ = ["DistributedSampler"]
+__all__ = ["DistributedSampler", "shard_indices"]
+
+
+def shard_indices(indices, num_replicas: int, rank: int, drop_last: bool = False):
+    """Rank ``rank``'s share of an epoch's ``indices`` by PyTorch's rule: padded by repeating
+    the start to a multiple of ``num_replicas`` (or cut to one, ``drop_last``), then
+    ``indices[rank:total:num_replicas]``."""
+    indices = numpy.asarray(indices, dtype=numpy.int64)
+    n = len(indices)
+    if drop_last and n % num_replicas != 0:
+        num_samples = math.ceil((n - num_replicas) / num_replicas)
+    else:
+        num_samples = math.ceil(n / num_replicas)
+    total = num_samples * num_replicas
+    if drop_last:
+        indices = indices[:total]
+    elif total > n:               # repeat the start (the whole list as often as needed)
+        indices = numpy.concatenate([indices, numpy.resize(indices, total - n)])
+    return indices[rank:total:num_replicas]
 
 
 class DistributedSampler:
@@ -47,24 +65,11 @@ class DistributedSampler:
             self.num_samples = math.ceil(n / self.num_replicas)
         self.total_size = self.num_samples * self.num_replicas
 
-    def global_order(self) -> numpy.ndarray:
-        """The epoch's indices over all ranks, padded or cut to ``total_size``."""
-        n = len(self.dataset)
-        if self.shuffle:
-            indices = numpy.random.default_rng([self.seed, self.epoch]).permutation(n)
-        else:
-            indices = numpy.arange(n)
-        if self.drop_last:
-            return indices[:self.total_size].astype(numpy.int64)
-        padding = self.total_size - n
-        if padding > 0:           # repeat the start (the whole list as often as needed)
-            indices = numpy.concatenate([indices, numpy.resize(indices, padding)])
-        return indices.astype(numpy.int64)
-
     def __iter__(self):
-        shard = self.global_order()[self.rank:self.total_size:self.num_replicas]
-        assert len(shard) == self.num_samples
-        return iter(shard.tolist())
+        n = len(self.dataset)
+        order = numpy.random.default_rng([self.seed, self.epoch]).permutation(n) \
+            if self.shuffle else numpy.arange(n)
+        return iter(shard_indices(order, self.num_replicas, self.rank, self.drop_last).tolist())
 
     def __len__(self) -> int:
         return self.num_samples
