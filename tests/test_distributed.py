@@ -278,3 +278,19 @@ def test_degradation_farm_gives_each_net_the_single_process_result(tmp_path):
     for run in resumed:
         run.pop("seconds")
     assert resumed == two["runs"]
+
+
+def test_sharded_loader_ranks_share_each_batch_of_one_process():
+    from minires.data.loader import DataLoader as Loader, TensorDataset as Images
+    from minires.train import ShardedDataLoader
+    data = Images(np.arange(20, dtype=np.float32).reshape(20, 1, 1, 1), np.arange(20) % 3)
+    one = Loader(data, batch_size=8, shuffle=True, drop_last=True, seed=4)
+    shards = [ShardedDataLoader(data, 2, r, batch_size=4, shuffle=True, drop_last=True, seed=4)
+              for r in range(2)]
+    assert len(one) == len(shards[0]) == len(shards[1]) == 2
+    for epoch in range(2):
+        for loader in (one, *shards):
+            loader.set_epoch(epoch)
+        for (whole, _), (a, _), (b, _) in zip(one, *shards):
+            assert sorted(whole.numpy().ravel()) == sorted(np.concatenate(
+                [a.numpy().ravel(), b.numpy().ravel()]))
