@@ -16,7 +16,8 @@ EXPECTED = {"README.md": {"readme-quick-run", "readme-performance"},
                                       "responses-trained", "depth-sweep", "gradflow-init"},
             "docs/cli.md": {"cli-results-json"},
             "docs/benchmarks.md": {"benchmarks-step", "benchmarks-kernels",
-                                   "benchmarks-profile"}}
+                                   "benchmarks-profile", "scaling-out-benchmark"},
+            "docs/scaling-out.md": {"scaling-out-benchmark"}}
 
 
 def _text(page):
