@@ -249,6 +249,11 @@ def _on_gpu(group: _Group) -> bool:
     return group.name == "nccl"
 
 
+def _contiguous_gpu(array):
+    """NCCL reads and writes flat memory: a strided view is worked on as a contiguous copy."""
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
 def _mpi_op(op: ReduceOp, dtype, what: str):
     from mpi4py import MPI
     if op in (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR) and dtype.kind not in "iub":
@@ -294,9 +299,12 @@ def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool =
         raise DistributedError(f"{what}: op must be a ReduceOp (e.g. ReduceOp.SUM), got {op!r}")
     _agree(g, what, "all_reduce", array, reduce_op=op.value)
     if _on_gpu(g):
-        g.impl.all_reduce(array, _nccl_op(op, what), what)
+        work = _contiguous_gpu(array)
+        g.impl.all_reduce(work, _nccl_op(op, what), what)
         if op is ReduceOp.AVG:
-            array /= g.size
+            work /= g.size
+        if work is not array:
+            array[...] = work
         return None
     buffer = _HostBuffer(array)
     mpi_op = _mpi_op(op, buffer.host.dtype, what)
@@ -319,7 +327,10 @@ def broadcast(tensor, src: int, group=None, async_op: bool = False):
     array = _array_of(tensor, what)
     _agree(g, what, "broadcast", array, src=int(src))
     if _on_gpu(g):
-        g.impl.broadcast(array, int(src), what)
+        work = _contiguous_gpu(array)
+        g.impl.broadcast(work, int(src), what)
+        if work is not array:
+            array[...] = work
         return None
     buffer = _HostBuffer(array)
     g.impl.broadcast(buffer.host, int(src), what)
