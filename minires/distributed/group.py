@@ -387,7 +387,8 @@ def all_gather_object(object_list: list, obj, group=None) -> None:
                                f"{g.size} ranks; give [None] * world_size")
     import pickle
     payload = numpy.frombuffer(pickle.dumps(obj), dtype=numpy.uint8)
-    sizes = g.impl.host.allgather_small(numpy.asarray([payload.size], dtype=numpy.int64), what)[:, 0]
+    sizes = g.impl.host.allgather_small(numpy.asarray([payload.size], dtype=numpy.int64),
+                                        what)[:, 0]
     stacked = numpy.zeros((g.size, int(sizes.max())), dtype=numpy.uint8)
     padded = numpy.zeros(int(sizes.max()), dtype=numpy.uint8)
     padded[:payload.size] = payload

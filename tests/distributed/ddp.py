@@ -2,8 +2,6 @@
 the batch takes the same steps as one process on the whole batch. Every rank trains its DDP
 replica and, beside it, a plain copy on the global batch (the single-process reference), then
 compares. Prints ``ddp: ok`` on rank 0 when every check passed."""
-import copy
-
 import numpy as np
 
 import minires as mr

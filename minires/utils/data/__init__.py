@@ -15,8 +15,9 @@ Differences, on purpose:
 * ``sampler`` is any iterable of indices with a length (e.g.
   :class:`~minires.utils.data.distributed.DistributedSampler`): each epoch serves the indices it
   yields, in its order; ``batch_sampler`` is not implemented. ``shuffle=True`` draws a
-  permutation per epoch from a seed. ``generator`` (an int seed or a NumPy ``Generator``) gives that seed;
-  without one, the seed is drawn from minires' generator, so ``mr.manual_seed`` fixes it.
+  permutation per epoch from a seed. ``generator`` (an int seed or a NumPy ``Generator``) gives
+  that seed; without one, the seed is drawn from minires' generator, so ``mr.manual_seed``
+  fixes it.
 * ``TensorDataset`` here takes tensors (``TensorDataset(x, y)``), as PyTorch's; the
   (images, labels) ``TensorDataset`` of :mod:`minires.data` is the course's own.
 """
