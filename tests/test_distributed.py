@@ -294,3 +294,31 @@ def test_sharded_loader_ranks_share_each_batch_of_one_process():
         for (whole, _), (a, _), (b, _) in zip(one, *shards):
             assert sorted(whole.numpy().ravel()) == sorted(np.concatenate(
                 [a.numpy().ravel(), b.numpy().ravel()]))
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_train_data_parallel_with_sync_bn_takes_the_steps_of_one_process(tmp_path):
+    flags = ["train", "--steps", "6", "--image-size", "8", "--width", "4", "--num-train", "256",
+             "--batch-size", "32", "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES}
+    env.update(PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", MINIRES_DEVICE="cpu")
+    single = subprocess.run([sys.executable, "-m", "minires", *flags, "--out",
+                             str(tmp_path / "one")], capture_output=True, text=True, env=env,
+                            cwd=ROOT, timeout=240)
+    assert single.returncode == 0, single.stderr
+    spread = run_under_mpiexec(sys.executable, "-m", "minires", *flags, "--sync-bn", "--out",
+                               str(tmp_path / "two"))
+    assert spread.returncode == 0, spread.stdout + spread.stderr
+    assert spread.stdout.count("wrote ") == 1                # rank 0 alone prints and writes
+    one = mr.load(str(tmp_path / "one" / "checkpoint.npz"))["model"]
+    two = mr.load(str(tmp_path / "two" / "checkpoint.npz"))["model"]
+    assert sorted("module." + k for k in one) == sorted(two)
+    for key, value in one.items():               # weights and running statistics, float32
+        np.testing.assert_allclose(two["module." + key].numpy(), value.numpy(), rtol=0,
+                                   atol=1e-5, err_msg=key)
+    # a batch that does not split over the ranks: one line
+    odd = run_under_mpiexec(sys.executable, "-m", "minires", *flags[:-3], "--batch-size", "33",
+                            "--out", str(tmp_path / "three"))
+    assert odd.returncode == 1
+    assert "--batch-size 33 does not split over 2 ranks: give a multiple of 2" in odd.stderr
