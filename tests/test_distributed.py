@@ -33,11 +33,14 @@ _LAUNCH_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMI_FD", "OMPI_COMM_WORLD_RANK", "
                      "MPI_LOCALRANKID")
 
 
-def run_under_mpiexec(*argv, timeout=240):
-    """Run ``argv`` under ``mpiexec -n 2`` with this worktree first on the path."""
+def run_under_mpiexec(*argv, timeout=240, one_thread=False):
+    """Run ``argv`` under ``mpiexec -n 2`` with this worktree first on the path (and one BLAS
+    thread per rank when ``one_thread``, whatever the machine's cores)."""
     env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.setdefault("MINIRES_DEVICE", "cpu")
+    if one_thread:
+        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     command = launch.mpiexec_command(2, list(argv))
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=ROOT)
@@ -150,6 +153,15 @@ def test_launch_variables_give_rank_size_and_blas_threads(monkeypatch, no_launch
     assert launch.set_blas_threads_for_ranks() is None       # set already: left alone
 
 
+def test_blas_threads_are_set_in_the_loaded_library():
+    found = launch.limit_blas_threads(1)
+    try:
+        assert found in (1, None)              # None: no OpenBLAS in this NumPy to set
+    finally:
+        launch.limit_blas_threads(int(os.environ.get("OPENBLAS_NUM_THREADS",
+                                                     os.cpu_count() or 1)))
+
+
 # --- DistributedSampler ---
 
 @pytest.mark.parametrize("n, replicas, drop_last", [(10, 3, False), (10, 3, True), (4, 4, False),
@@ -254,7 +266,7 @@ def test_degradation_farm_gives_each_net_the_single_process_result(tmp_path):
                             cwd=ROOT, timeout=240)
     assert single.returncode == 0, single.stderr
     farm = run_under_mpiexec(sys.executable, "-m", "minires", *flags, "--out",
-                             str(tmp_path / "two"))
+                             str(tmp_path / "two"), one_thread=True)
     assert farm.returncode == 0, farm.stdout + farm.stderr
     assert "2 ranks" in farm.stdout and "resnet8 (rank 1)" in farm.stdout
     assert farm.stdout.count("wrote ") == 1                 # rank 0 alone prints
@@ -271,7 +283,7 @@ def test_degradation_farm_gives_each_net_the_single_process_result(tmp_path):
     assert (tmp_path / "two" / "training_error.png").exists()
     # per net --resume: both nets are listed, so nothing is trained again
     again = run_under_mpiexec(sys.executable, "-m", "minires", *flags, "--out",
-                              str(tmp_path / "two"), "--resume")
+                              str(tmp_path / "two"), "--resume", one_thread=True)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "plain8: finished before" in again.stdout
     resumed = json.loads((tmp_path / "two" / "results.json").read_text())["runs"]
@@ -308,7 +320,7 @@ def test_train_data_parallel_with_sync_bn_takes_the_steps_of_one_process(tmp_pat
                             cwd=ROOT, timeout=240)
     assert single.returncode == 0, single.stderr
     spread = run_under_mpiexec(sys.executable, "-m", "minires", *flags, "--sync-bn", "--out",
-                               str(tmp_path / "two"))
+                               str(tmp_path / "two"), one_thread=True)
     assert spread.returncode == 0, spread.stdout + spread.stderr
     assert spread.stdout.count("wrote ") == 1                # rank 0 alone prints and writes
     one = mr.load(str(tmp_path / "one" / "checkpoint.npz"))["model"]
