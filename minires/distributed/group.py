@@ -178,13 +178,15 @@ def get_backend(group=None) -> str:
 
 # --- the rank agreement check ---
 
-_OPS = ("all_reduce", "broadcast", "all_gather", "barrier")
+_OPS = ("all_reduce", "broadcast", "all_gather", "barrier", "all_gather_object")
 _DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
 _MAX_DIMS = 8
 
 
 def _describe(row) -> str:
     ndim = int(row[4])
+    if ndim < 0:                                  # a collective without a tensor
+        return _OPS[row[0]]
     dims = tuple(int(d) for d in row[5:5 + ndim])
     return f"{_OPS[row[0]]} of {dims} {_DTYPES[row[3]] if row[3] >= 0 else '?'}"
 
@@ -386,6 +388,7 @@ def all_gather_object(object_list: list, obj, group=None) -> None:
         raise DistributedError(f"{what}: object_list has {len(object_list)} slots, the group "
                                f"{g.size} ranks; give [None] * world_size")
     import pickle
+    _agree(g, what, "all_gather_object")
     payload = numpy.frombuffer(pickle.dumps(obj), dtype=numpy.uint8)
     sizes = g.impl.host.allgather_small(numpy.asarray([payload.size], dtype=numpy.int64),
                                         what)[:, 0]

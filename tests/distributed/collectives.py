@@ -61,6 +61,15 @@ assert "\n" not in message
 assert "all_reduce" in message and "rank 0: all_reduce of (3,)" in message, message
 assert "rank 1: all_reduce of (4,)" in message, message
 
+# ranks that call different collectives: one line too
+try:
+    dist.barrier() if rank == 0 else dist.all_reduce(mr.zeros(2, dtype=mr.int64))
+except dist.DistributedError as error:
+    order = str(error)
+else:
+    raise AssertionError("different collectives went through")
+assert "rank 0: barrier; rank 1: all_reduce of (2,) int64" in order, order
+
 # after the refusal the group still works
 t = mr.ones(2)
 dist.all_reduce(t)
