@@ -144,6 +144,9 @@ def test_launch_variables_give_rank_size_and_blas_threads(monkeypatch, no_launch
     monkeypatch.setenv("MPI_LOCALRANKID", "1")
     monkeypatch.setenv("MPI_LOCALNRANKS", "2")
     assert launch.launched_by_mpi() and launch.launched_ranks() == (1, 2, 1, 2)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert launch.launched_ranks() == (1, 2, 0, 2)           # LOCAL_RANK picks the GPU
+    monkeypatch.delenv("LOCAL_RANK")
     monkeypatch.setattr(launch.os, "sched_getaffinity", lambda pid: set(range(8)),
                         raising=False)
     assert launch.blas_threads_per_rank() == 4

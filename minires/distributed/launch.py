@@ -33,11 +33,13 @@ def launched_by_mpi() -> bool:
 
 def launched_ranks() -> tuple[int, int, int, int]:
     """``(rank, world size, local rank, ranks on this machine)`` as the launcher's variables say
-    (``(0, 1, 0, 1)`` for a plain run). Read from the environment only: no MPI call."""
+    (``(0, 1, 0, 1)`` for a plain run); ``LOCAL_RANK``, where set, is the local rank (it picks
+    the GPU). Read from the environment only: no MPI call."""
     for rank, size, local_rank, local_size in _LAUNCHER_VARIABLES:
         if rank in os.environ and size in os.environ:
             world = int(os.environ[size])
-            local = int(os.environ.get(local_rank, os.environ[rank]))
+            local = int(os.environ.get("LOCAL_RANK",                # a launcher's choice first
+                                       os.environ.get(local_rank, os.environ[rank])))
             local_n = os.environ.get(local_size, "")
             local_n = int(local_n.split("(")[0].split(",")[0]) if local_n[:1].isdigit() else world
             return int(os.environ[rank]), world, local, local_n
