@@ -14,6 +14,12 @@ that does not fit, results that would be overwritten, a run that diverged): it i
 once, and printed as one line with exit status 1. Arguments are checked before any folder is created.
 Ctrl-C, SIGTERM and SIGHUP stop a run with one line (exit 128 + the signal number); what was
 finished and the last checkpoint are kept, and ``--resume`` continues from them.
+
+Spread out: ``mpiexec -n N minires degradation ...`` trains the nets as a task farm (one net per
+rank at a time) and ``mpiexec -n N minires train ...`` trains one net data-parallel
+(DistributedDataParallel, ``--sync-bn``). Each rank gets cores / ranks BLAS threads on its machine
+(unless OMP_NUM_THREADS or OPENBLAS_NUM_THREADS is set); only rank 0 writes shared files and
+prints. See docs/scaling-out.md.
 """
 from __future__ import annotations
 
@@ -192,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", action="store_true", help="pad-4 random crop + horizontal flip")
     t.add_argument("--device", default=None)
     t.add_argument("--seed", type=_nonnegative, default=0)
+    t.add_argument("--sync-bn", action="store_true", help="under mpiexec: batch norm over the "
+                   "global batch (SyncBatchNorm) instead of each rank's share")
     t.add_argument("--out", default="minires-out/train")
     _add_resume_flags(t, "continue from OUT/checkpoint.npz (same flags as the first time)")
     t.add_argument("--no-progress", action="store_true")
@@ -338,8 +346,9 @@ def cmd_degradation(args) -> int:
     if config.dataset == "embedded" and config.batch_size > config.num_train:
         raise CLIError(f"--batch-size {config.batch_size} is larger than the training set "
                        f"(--num-train {config.num_train}): lower one or raise the other")
-    out = _prepare_out(args, resume_from="results.json")
-    print(f"minires degradation: depths {list(config.depths)}, {config.steps} steps, "
+    out = _on_rank_0(lambda: _prepare_out(args, resume_from="results.json"))
+    ranks = f", {_world_size()} ranks" if _world_size() > 1 else ""
+    print(f"minires degradation{ranks}: depths {list(config.depths)}, {config.steps} steps, "
           f"{config.dataset} {config.image_size}x{config.image_size}, width {config.width}, "
           f"device {config.device}", flush=True)
     results = run_degradation(config, out=out, progress=not args.no_progress, resume=args.resume)
@@ -407,7 +416,11 @@ def cmd_train(args) -> int:
     if args.dataset == "embedded" and args.batch_size > args.num_train:
         raise CLIError(f"--batch-size {args.batch_size} is larger than the training set "
                        f"(--num-train {args.num_train}): lower one or raise the other")
-    out = _prepare_out(args, resume_from="checkpoint.npz")
+    rank, size = _rank(), _world_size()
+    if args.batch_size % size:
+        raise CLIError(f"--batch-size {args.batch_size} does not split over {size} ranks: give a "
+                       f"multiple of {size} (each rank takes batch / ranks)")
+    out = _on_rank_0(lambda: _prepare_out(args, resume_from="checkpoint.npz"))
     checkpoint = os.path.join(out, "checkpoint.npz")
     train, test = load_data(args.dataset, args.image_size, args.num_train, 2000, args.seed,
                             args.data_dir)
@@ -416,12 +429,27 @@ def cmd_train(args) -> int:
                                       {"width": args.width})).to(device)
     transform = Compose([RandomCrop(args.image_size, padding=4), RandomHorizontalFlip()]) \
         if args.augment else None
-    history = fit(model, train, test, epochs=args.epochs, steps=args.steps,
-                  optimizer=paper_optimizer(model, lr=args.lr), batch_size=args.batch_size,
-                  checkpoint=checkpoint, resume=args.resume,
-                  progress=not args.no_progress, seed=args.seed, transform=transform,
-                  warmup_steps=args.warmup_steps, device=device,
-                  settings={k: getattr(args, k) for k in _TRAIN_SETTINGS} | {"model": name})
+    train_data, per_rank = train, args.batch_size
+    if size > 1:      # data-parallel: one replica per rank, each on its share of every batch
+        from .nn import SyncBatchNorm
+        from .nn.parallel import DistributedDataParallel
+        from .train import ShardedDataLoader
+        per_rank = args.batch_size // size
+        if args.sync_bn:
+            model = SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model)
+        train_data = ShardedDataLoader(train, size, rank, batch_size=per_rank, shuffle=True,
+                                       drop_last=len(train) >= args.batch_size, seed=args.seed,
+                                       transform=transform, device=device)
+    history = fit(model, train_data, test, epochs=args.epochs, steps=args.steps,
+                  optimizer=paper_optimizer(model, lr=args.lr), batch_size=per_rank,
+                  checkpoint=checkpoint, resume=args.resume, save_checkpoint=rank == 0,
+                  progress=not args.no_progress and rank == 0, seed=args.seed,
+                  transform=transform, warmup_steps=args.warmup_steps, device=device, desc=name,
+                  settings={k: getattr(args, k) for k in _TRAIN_SETTINGS} | {"model": name,
+                                                                           "ranks": size})
+    if rank != 0:
+        return 0
     write_json({"model": name, "history": history.to_dict()}, os.path.join(out, "history.json"))
     if history.diverged:
         kept = history.steps[-2] if len(history.steps) > 1 else None
@@ -443,7 +471,75 @@ def cmd_train(args) -> int:
 
 # the flags a `minires train --resume` must repeat: they shape the model, the data or the schedule
 _TRAIN_SETTINGS = ("dataset", "image_size", "width", "epochs", "steps", "batch_size", "lr",
-                   "warmup_steps", "num_train", "augment", "seed")
+                   "warmup_steps", "num_train", "augment", "seed", "sync_bn")
+
+
+# --- spread over the ranks of an MPI launch ---
+_SPREAD_COMMANDS = ("degradation", "train")
+
+
+def _rank() -> int:
+    from . import distributed as dist
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _world_size() -> int:
+    from . import distributed as dist
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def _join_ranks(args) -> bool:
+    """Under ``mpiexec -n N`` (N > 1): give each rank its BLAS threads and, for ``--device
+    cuda``, its GPU (LOCAL_RANK / the MPI local rank), then join the process group. Returns
+    whether a group was made. Ranks other than 0 print nothing to stdout."""
+    from .distributed import launch
+    rank, world, local_rank, local_size = launch.launched_ranks()
+    if world <= 1 or not launch.launched_by_mpi():
+        return False
+    if args.command not in _SPREAD_COMMANDS:
+        raise CLIError(f"minires {args.command} runs in one process; launch it without mpiexec "
+                       f"(minires {' and '.join(_SPREAD_COMMANDS)} spread over ranks)")
+    if local_size > 1 and not any(v in os.environ for v in ("OMP_NUM_THREADS",
+                                                            "OPENBLAS_NUM_THREADS")):
+        launch.limit_blas_threads(launch.blas_threads_per_rank())
+    device = getattr(args, "device", None) or os.environ.get("MINIRES_DEVICE") or "cpu"
+    if device == "cuda" and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(local_rank)     # one GPU per rank
+    import datetime
+    from . import distributed as dist
+    backend_name = "nccl" if args.command == "train" and device.startswith("cuda") else "mpi"
+    # a farm's ranks wait for each other's nets (hours): the deadline is for a rank that hangs
+    dist.init_process_group(backend_name, timeout=datetime.timedelta(days=7))
+    if rank != 0:
+        sys.stdout = open(os.devnull, "w")
+    return True
+
+
+def _on_rank_0(work):
+    """Run ``work`` on rank 0 only (checking and preparing --out) and share its result or its
+    error with every rank, so all ranks go on, or all stop with the same line."""
+    from . import distributed as dist
+    if _world_size() == 1:
+        return work()
+    outcome = [None]
+    if dist.get_rank() == 0:
+        try:
+            outcome = [("ok", work())]
+        except MiniresError as exc:
+            outcome = [("error", exc)]
+    dist.broadcast_object_list(outcome, src=0)
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+def _end_job(status: int) -> None:
+    """A rank that fails while others run ends the whole MPI job (they would wait for it)."""
+    if _world_size() > 1:
+        from mpi4py import MPI
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(status)
 
 
 class _Stopped(BaseException):
@@ -483,18 +579,24 @@ def main(argv=None) -> int:
     stops = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)] \
         if threading.current_thread() is threading.main_thread() else []
     previous = {s: signal.signal(getattr(signal, s), _stop) for s in stops}
+    spread = False
     try:
+        spread = _join_ranks(args)
         # overflow and 0/0 in a diverging run: the loop notices and says so in one line
         with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return handler(args)
     except MiniresError as exc:
-        _remove_new_empty_out(args)
-        print(f"minires {args.command}: error: {exc}", file=sys.stderr)
+        if _rank() == 0:
+            _remove_new_empty_out(args)
+        where = f" (rank {_rank()})" if _world_size() > 1 else ""
+        print(f"minires {args.command}{where}: error: {exc}", file=sys.stderr)
+        _end_job(1)
         return 1
     except OSError as exc:          # the file system said no (a full disk, a read-only folder)
         _remove_new_empty_out(args)
         where = f": {exc.filename}" if exc.filename else ""
         print(f"minires {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        _end_job(1)
         return 1
     except (KeyboardInterrupt, _Stopped) as exc:
         signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
@@ -502,10 +604,14 @@ def main(argv=None) -> int:
             f"with --resume" if hasattr(args, "resume") else ""
         print(f"minires {args.command}: stopped by {signal.Signals(signum).name}{kept}",
               file=sys.stderr)
+        _end_job(128 + signum)
         return 128 + signum
     finally:
         for s, handler_before in previous.items():
             signal.signal(getattr(signal, s), handler_before)
+        if spread:
+            from . import distributed as dist
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

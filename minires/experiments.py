@@ -131,9 +131,19 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
     evaluation. With ``resume=True`` the runs that ``results.json`` lists are skipped and the
     interrupted one continues from its checkpoint; the settings must be the ones it was started
     with. A run whose loss or weights stop being finite is recorded as ``diverged`` (with the
-    step) and the next run starts."""
-    log = log or _log
+    step) and the next run starts.
+
+    Under a process group (``mpiexec -n N minires degradation``) the nets are a task farm: they
+    are independent, so in each round rank ``r`` trains net ``round + r`` with exactly the
+    settings and seeds one process would use; the round's results are gathered and rank 0
+    alone writes ``results.json`` and the figures and prints progress. Each net's record is the
+    one a single process makes (up to ``seconds``, and to BLAS threading: see
+    ``docs/scaling-out.md``)."""
     backend.get_array_module(config.device)      # fail early on an unavailable device
+    rank, size = _farm_ranks()
+    if rank != 0:
+        log, progress = (lambda message: None), False
+    log = log or _log
     settings = _degradation_settings(config)
     results_path = os.path.join(out, "results.json")
     runs = _resumable_runs(out, settings) if resume else []
@@ -142,60 +152,43 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
     if len(train) < config.batch_size:
         raise UsageError(f"batch size {config.batch_size} is larger than the {len(train)} "
                          f"training images: lower --batch-size or raise --num-train")
-    os.makedirs(out, exist_ok=True)
     results = {"settings": settings, "runs": runs}
-    write_json(results, results_path)            # the settings, before the first run ends
+    if rank == 0:
+        os.makedirs(out, exist_ok=True)
+        write_json(results, results_path)        # the settings, before the first run ends
+    _farm_barrier(size)                          # the folder exists for every rank
     transform = Compose([RandomCrop(config.image_size, padding=4), RandomHorizontalFlip()]) \
         if config.augment else None
     eval_every = config.eval_every or max(1, config.steps // 4)
     finished = {r["model"] for r in runs}
     flows = []
-    for depth in config.depths:
-        for residual in (False, True):
-            manual_seed(config.seed)
-            model = models.cifar_resnet(depth, residual=residual, shortcut=config.shortcut,
-                                        width=config.width).to(config.device)
-            loader = DataLoader(train, batch_size=config.batch_size, shuffle=True,
-                                drop_last=True, seed=config.seed, transform=transform,
-                                device=config.device)
-            probe_images, probe_labels = next(iter(DataLoader(
-                train, batch_size=min(config.batch_size, PROBE_BATCH_SIZE), shuffle=True,
-                seed=config.seed + PROBE_SEED_OFFSET, device=config.device)))
-            flows.append(measure_gradient_flow(model, probe_images, probe_labels))
-            checkpoint = os.path.join(out, "checkpoints", f"{model.name}.npz")
-            if model.name in finished:
-                log(f"{model.name}: finished before, kept from {results_path}")
-                _remove_if_exists(checkpoint)
-                continue
-            resuming = resume and os.path.exists(checkpoint)
-            log(f"{'resuming' if resuming else 'training'} {model.name} "
-                f"({_count_params(model):,} parameters) for {config.steps} steps on "
-                f"{config.device}")
-            history = fit(model, loader, test, steps=config.steps, eval_every=eval_every,
-                          warmup_steps=config.warmup_steps, lr_decay=config.lr_decay,
-                          progress=progress,
-                          seed=config.seed, batch_size=config.batch_size,
-                          optimizer=paper_optimizer(model, lr=config.lr), desc=model.name,
-                          checkpoint=checkpoint, resume=resume,
-                          settings={"model": model.name, **settings})
-            if history.diverged:
-                log(f"  {model.name}: diverged at step {history.diverged_step} (the loss or the "
-                    f"weights stopped being finite); its curves stop there")
-            else:
-                log(f"  {model.name}: training error {history.final_train_error:.1f}%, test "
-                    f"error {history.final_test_error:.1f}% ({history.seconds:.0f} s)")
-            runs.append({"model": model.name, "depth": depth, "residual": residual,
-                         "shortcut": config.shortcut if residual else None,
-                         "params": _count_params(model), "steps": history.steps,
-                         "train_error": history.train_error, "test_error": history.test_error,
-                         "train_loss": history.train_loss, "seconds": round(history.seconds, 2),
-                         "diverged": history.diverged, "diverged_step": history.diverged_step})
-            # each finished run is kept at once: its trained weights (unless they are not
-            # finite), then the results so far; only then is its checkpoint dropped
-            if not history.diverged:
-                save(model.state_dict(), trained_model_path(out, model.name))
+    nets = [(depth, residual) for depth in config.depths for residual in (False, True)]
+    # a task farm: in each round, rank r trains net round + r; the round's results are then
+    # gathered, in the nets' order, and rank 0 writes them (one process: rounds of one net)
+    for first in range(0, len(nets), size):
+        mine = first + rank
+        flow = run = checkpoint = None
+        if mine < len(nets):
+            depth, residual = nets[mine]
+            flow, run, checkpoint = _train_one_net(
+                config, depth, residual, train, test, transform, eval_every, settings, out,
+                results_path, finished, resume, progress, log)
+        for other, (flow_k, run_k) in enumerate(_gather_round(flow, run, size)):
+            if flow_k is not None:
+                flows.append(flow_k)
+            if run_k is not None:
+                runs.append(run_k)
+                if other != rank and run_k["train_error"] and run_k["test_error"]:
+                    log(f"  {run_k['model']} (rank {other}): training error "
+                        f"{run_k['train_error'][-1]:.1f}%, test error "
+                        f"{run_k['test_error'][-1]:.1f}% ({run_k['seconds']:.0f} s)")
+        if rank == 0:
             write_json(results, results_path)
-            _remove_if_exists(checkpoint)
+        _farm_barrier(size)                      # results.json lists the round's nets ...
+        if checkpoint is not None:
+            _remove_if_exists(checkpoint)        # ... so their checkpoints can go
+    if rank != 0:
+        return results
     _remove_empty_folder(os.path.join(out, "checkpoints"))
     from .diagnostics import plots     # matplotlib: loaded only to draw
     plots.save_figure(plots.training_curves_figure(runs),
@@ -206,6 +199,79 @@ def run_degradation(config: DegradationConfig, out: str = "minires-out/degradati
     plots.save_figure(plots.gradient_norms_figure(flows),
                       os.path.join(out, "gradient_norms_at_init.png"))
     return results
+
+
+def _train_one_net(config, depth, residual, train, test, transform, eval_every, settings, out,
+                   results_path, finished, resume, progress, log) -> tuple:
+    """Train one net of a degradation run: ``(gradient flow at init, run record or None when it
+    was finished before, its checkpoint path)``."""
+    manual_seed(config.seed)
+    model = models.cifar_resnet(depth, residual=residual, shortcut=config.shortcut,
+                                width=config.width).to(config.device)
+    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True,
+                        drop_last=True, seed=config.seed, transform=transform,
+                        device=config.device)
+    probe_images, probe_labels = next(iter(DataLoader(
+        train, batch_size=min(config.batch_size, PROBE_BATCH_SIZE), shuffle=True,
+        seed=config.seed + PROBE_SEED_OFFSET, device=config.device)))
+    flow = measure_gradient_flow(model, probe_images, probe_labels)
+    checkpoint = os.path.join(out, "checkpoints", f"{model.name}.npz")
+    if model.name in finished:
+        log(f"{model.name}: finished before, kept from {results_path}")
+        return flow, None, checkpoint
+    resuming = resume and os.path.exists(checkpoint)
+    log(f"{'resuming' if resuming else 'training'} {model.name} "
+        f"({_count_params(model):,} parameters) for {config.steps} steps on "
+        f"{config.device}")
+    history = fit(model, loader, test, steps=config.steps, eval_every=eval_every,
+                  warmup_steps=config.warmup_steps, lr_decay=config.lr_decay,
+                  progress=progress,
+                  seed=config.seed, batch_size=config.batch_size,
+                  optimizer=paper_optimizer(model, lr=config.lr), desc=model.name,
+                  checkpoint=checkpoint, resume=resume,
+                  settings={"model": model.name, **settings})
+    if history.diverged:
+        log(f"  {model.name}: diverged at step {history.diverged_step} (the loss or the "
+            f"weights stopped being finite); its curves stop there")
+    else:
+        log(f"  {model.name}: training error {history.final_train_error:.1f}%, test "
+            f"error {history.final_test_error:.1f}% ({history.seconds:.0f} s)")
+    run = {"model": model.name, "depth": depth, "residual": residual,
+           "shortcut": config.shortcut if residual else None,
+           "params": _count_params(model), "steps": history.steps,
+           "train_error": history.train_error, "test_error": history.test_error,
+           "train_loss": history.train_loss, "seconds": round(history.seconds, 2),
+           "diverged": history.diverged, "diverged_step": history.diverged_step}
+    # a finished run's trained weights (unless they are not finite) are kept at once; its
+    # checkpoint goes only once results.json lists it
+    if not history.diverged:
+        save(model.state_dict(), trained_model_path(out, model.name))
+    return flow, run, checkpoint
+
+
+def _farm_ranks() -> tuple[int, int]:
+    """``(rank, ranks)`` of the process group when there is one (``mpiexec -n N minires ...``),
+    else ``(0, 1)``."""
+    from . import distributed as dist
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather_round(flow, run, size: int) -> list:
+    """Every rank's ``(flow, run)`` of this round, in rank order (the nets' order)."""
+    if size == 1:
+        return [(flow, run)]
+    from . import distributed as dist
+    gathered: list = [None] * size
+    dist.all_gather_object(gathered, (flow, run))
+    return gathered
+
+
+def _farm_barrier(size: int) -> None:
+    if size > 1:
+        from . import distributed as dist
+        dist.barrier()
 
 
 def _resumable_runs(out: str, settings: dict) -> list:

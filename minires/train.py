@@ -204,7 +204,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
         resume: bool = False, progress: bool = True, seed: int = 0, device=None,
         transform=None, warmup_steps: int = 0, lr_decay: bool = True,
         eval_batches: int | None = None, desc: str | None = None,
-        settings: dict | None = None) -> History:
+        settings: dict | None = None, save_checkpoint: bool = True) -> History:
     """Train ``model`` on ``train_data`` (a dataset or a :class:`~minires.data.DataLoader`).
 
     Give ``steps`` or ``epochs``. Defaults follow the paper: SGD with lr 0.1, momentum 0.9,
@@ -218,6 +218,9 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     it exactly where it stopped; ``settings`` (a dict of numbers and strings describing the run,
     e.g. the model name and width) is stored in the checkpoint, and resuming with other settings,
     or from a checkpoint of another model, raises :class:`~minires.errors.CheckpointError`.
+
+    ``save_checkpoint=False`` reads ``checkpoint`` to resume but never writes it (the ranks other
+    than 0 of a data-parallel run, whose replicas are rank 0's).
 
     A non-finite loss or parameter ends the run early: the history is marked ``diverged``, with
     ``diverged_step`` the first step whose loss was not finite, and the checkpoint is not
@@ -283,7 +286,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
                 if bad_step is not None:
                     history.diverged, history.diverged_step = True, bad_step
                     break           # the checkpoint keeps the last finite state
-                if checkpoint:
+                if checkpoint and save_checkpoint:
                     _save_checkpoint(checkpoint, model, optimizer, scheduler, loader, history,
                                      step, settings)
     finally:
@@ -291,6 +294,25 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
             bar.close()
     history.seconds = time.perf_counter() - started
     return history
+
+
+class ShardedDataLoader(DataLoader):
+    """``DataLoader(dataset, ...)`` serving rank ``rank``'s share of every epoch: the loader's own
+    epoch order (the same on every rank: one seed) split by DistributedSampler's rule
+    (:func:`minires.utils.data.distributed.shard_indices`). For data-parallel training, with
+    ``batch_size`` the batch per rank."""
+
+    def __init__(self, dataset, num_replicas: int, rank: int, **kwargs):
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        super().__init__(dataset, **kwargs)
+
+    def __len__(self) -> int:
+        n = -(-len(self.dataset) // self.num_replicas)          # padded share per rank
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch_order(self, epoch: int):
+        from .utils.data.distributed import shard_indices
+        return shard_indices(super().epoch_order(epoch), self.num_replicas, self.rank)
 
 
 def _training_loader(train_data, batch_size: int, seed: int, transform, device) -> DataLoader:

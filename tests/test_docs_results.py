@@ -16,11 +16,12 @@ EXPECTED = {"README.md": {"readme-quick-run", "readme-performance"},
                                       "responses-trained", "depth-sweep", "gradflow-init"},
             "docs/cli.md": {"cli-results-json"},
             "docs/benchmarks.md": {"benchmarks-step", "benchmarks-kernels",
-                                   "benchmarks-profile"},
+                                   "benchmarks-profile", "scaling-out-benchmark"},
             "docs/kernels/conv2d.md": {"kernel-conv2d"},
             "docs/kernels/batch-norm.md": {"kernel-batch-norm"},
             "docs/kernels/pooling.md": {"kernel-pooling"},
-            "docs/kernels/cross-entropy.md": {"kernel-cross-entropy"}}
+            "docs/kernels/cross-entropy.md": {"kernel-cross-entropy"},
+            "docs/scaling-out.md": {"scaling-out-benchmark"}}
 
 
 def _text(page):

@@ -47,8 +47,11 @@ def test_a_custom_dataset_is_collated_per_field():
     assert images.shape == (3, 2) and images.dtype == torch.float32
     assert labels.tolist() == [9, 16, 25] and labels.dtype == torch.int64
     assert default_collate([1.5, 2.5]).dtype == torch.float64        # as PyTorch
-    with pytest.raises(NotImplementedError, match="sampler"):
-        DataLoader(Squares(), sampler=[0, 1])
+    # a sampler is any sized iterable of indices (as PyTorch): served in its order
+    (images, labels), = list(DataLoader(Squares(), batch_size=4, sampler=[3, 0, 5]))
+    assert labels.tolist() == [9, 0, 25]
+    with pytest.raises(NotImplementedError, match="batch_sampler"):
+        DataLoader(Squares(), batch_sampler=[[0, 1]])
 
 
 def test_random_split_and_subset():

@@ -32,7 +32,7 @@ BLOCK = re.compile(r"(<!-- begin generated: (?P<name>[\w-]+) \(tools/results_pag
                    r"(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.DOTALL)
 PAGES = ["README.md", "docs/paper-results.md", "docs/cli.md", "docs/benchmarks.md",
          "docs/kernels/conv2d.md", "docs/kernels/batch-norm.md", "docs/kernels/pooling.md",
-         "docs/kernels/cross-entropy.md"]
+         "docs/kernels/cross-entropy.md", "docs/scaling-out.md"]
 
 
 def _load(path):
@@ -371,6 +371,36 @@ def block_kernel_cross_entropy(results=None) -> str:
     return kernel_table("cross_entropy", "CrossEntropy")
 
 
+def block_scaling_out_benchmark(results=None) -> str:
+    """One process with 2 BLAS threads against 2 processes with 1, from
+    bench_distributed_cpu.json (docs/scaling-out.md and docs/benchmarks.md)."""
+    data = _bench("bench_distributed_cpu.json")
+    lines = ["| ResNet-20 training step, global batch "
+             f"{data['global_batch']}, {data['image_size']}x{data['image_size']} | step | "
+             "images/s | step vs 1 process |",
+             "| --- | --- | --- | --- |"]
+    names = {"minires": "minires", "torch": "PyTorch (gloo)"}
+    for r in data["rows"]:
+        one = next(o for o in data["rows"] if o["framework"] == r["framework"] and
+                   o["processes"] == 1)
+        lines.append(f"| {names[r['framework']]}, {r['processes']} process"
+                     f"{'es' if r['processes'] > 1 else ''} x {r['threads']} thread"
+                     f"{'s' if r['threads'] > 1 else ''} | {r['step_s'] * 1000:.0f} ms | "
+                     f"{r['images_per_s']:.1f} | {r['step_s'] / one['step_s']:.2f}x |")
+    m, load = data["machine"], data["load_average_1_5_15_min"]
+    ratio = data["two_process_over_one_process"]["minires"]
+    verdict = "meets" if data["target_met"] else "misses"
+    lines.append("")
+    lines.append(_wrap(
+        f"(`benchmarks/results/bench_distributed_cpu.json`, `python "
+        f"benchmarks/bench_distributed.py`: {m['cpus']} CPU cores, NumPy {m.get('numpy')}, "
+        f"PyTorch {m.get('torch')}. minires's 2-process step takes {ratio:.2f}x its 1-process "
+        f"step, which {verdict} the target of {data['target']}x. The machine was shared with "
+        f"other jobs (load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} "
+        f"after, on {m['cpus']} cores), so these times are noisy.)").rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
 def block_readme_performance(results=None) -> str:
     data = _bench("bench_step_cpu.json")
     parts = []
@@ -578,7 +608,8 @@ BLOCKS = {"degradation-table": block_degradation_table,
           "kernel-conv2d": block_kernel_conv2d,
           "kernel-batch-norm": block_kernel_batch_norm,
           "kernel-pooling": block_kernel_pooling,
-          "kernel-cross-entropy": block_kernel_cross_entropy}
+          "kernel-cross-entropy": block_kernel_cross_entropy,
+          "scaling-out-benchmark": block_scaling_out_benchmark}
 
 
 def render(text: str, results) -> str:

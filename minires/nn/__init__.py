@@ -6,3 +6,4 @@ from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Con
                      Sequential, Sigmoid, Tanh)
 from .module import Module, Parameter  # noqa: F401
 from .parallel import DataParallel  # noqa: F401
+from .sync_batchnorm import SyncBatchNorm  # noqa: F401

@@ -1,4 +1,5 @@
-"""``minires.nn.parallel``: ``DataParallel`` as a pass-through on one device.
+"""``minires.nn.parallel``: ``DataParallel`` as a pass-through on one device, and
+``DistributedDataParallel`` (one replica per process, :mod:`minires.nn.ddp`).
 
 minires runs a model on one device; ``DataParallel(model)`` therefore runs ``model`` itself, as
 PyTorch's does when it finds no more than one GPU (on CPU, say). It keeps PyTorch's structure:
@@ -7,6 +8,7 @@ move between the two frameworks' wrapped models.
 """
 from __future__ import annotations
 
+from .ddp import DistributedDataParallel
 from .module import Module
 
 
@@ -21,4 +23,4 @@ class DataParallel(Module):
         return self.module(*inputs, **kwargs)
 
 
-__all__ = ["DataParallel"]
+__all__ = ["DataParallel", "DistributedDataParallel"]

@@ -12,9 +12,12 @@ Differences, on purpose:
   processes would need picklable datasets and shared memory to pay off; a batch here is one NumPy
   fancy-indexing copy, which costs less than sending it between processes would.
 * ``pin_memory`` is accepted and ignored (NumPy host memory; CuPy copies it as it is).
-* ``sampler``/``batch_sampler`` are not implemented; ``shuffle=True`` draws a permutation per
-  epoch from a seed. ``generator`` (an int seed or a NumPy ``Generator``) gives that seed;
-  without one, the seed is drawn from minires' generator, so ``mr.manual_seed`` fixes it.
+* ``sampler`` is any iterable of indices with a length (e.g.
+  :class:`~minires.utils.data.distributed.DistributedSampler`): each epoch serves the indices it
+  yields, in its order; ``batch_sampler`` is not implemented. ``shuffle=True`` draws a
+  permutation per epoch from a seed. ``generator`` (an int seed or a NumPy ``Generator``) gives
+  that seed; without one, the seed is drawn from minires' generator, so ``mr.manual_seed``
+  fixes it.
 * ``TensorDataset`` here takes tensors (``TensorDataset(x, y)``), as PyTorch's; the
   (images, labels) ``TensorDataset`` of :mod:`minires.data` is the course's own.
 """
@@ -25,13 +28,16 @@ import numbers
 
 import numpy
 
-from .. import backend
-from ..autograd import Tensor
-from ..data import loader as _loader
-from ..data.loader import Subset
-from ..random import host_generator
+from ... import backend
+from ...autograd import Tensor
+from ...data import loader as _loader
+from ...data.loader import Subset
+from ...random import host_generator
 
-__all__ = ["Dataset", "TensorDataset", "DataLoader", "Subset", "random_split", "default_collate"]
+from .distributed import DistributedSampler
+
+__all__ = ["Dataset", "TensorDataset", "DataLoader", "Subset", "random_split", "default_collate",
+           "DistributedSampler"]
 
 
 class Dataset:
@@ -107,9 +113,17 @@ class DataLoader(_loader.DataLoader):
                  pin_memory: bool = False, drop_last: bool = False, timeout: float = 0,
                  worker_init_fn=None, generator=None, prefetch_factor=None,
                  persistent_workers: bool = False, device=None):
-        if sampler is not None or batch_sampler is not None:
-            raise NotImplementedError("DataLoader: sampler and batch_sampler are not implemented; "
-                                      "use shuffle=True, or a Subset of the indices you want")
+        if batch_sampler is not None:
+            raise NotImplementedError("DataLoader: batch_sampler is not implemented; use "
+                                      "sampler= with batch_size=, or a Subset of the indices")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle "
+                             "(shuffle in the sampler: DistributedSampler(shuffle=True))")
+        if sampler is not None and not (hasattr(sampler, "__iter__") and
+                                        hasattr(sampler, "__len__")):
+            raise TypeError(f"DataLoader: sampler must be an iterable of indices with a "
+                            f"length, got {type(sampler).__name__}")
+        self.sampler = sampler
         if int(num_workers) < 0:
             raise ValueError(f"DataLoader: num_workers must be >= 0, got {num_workers}")
         if generator is None:
@@ -122,6 +136,19 @@ class DataLoader(_loader.DataLoader):
                          seed=seed, device=device)
         self.num_workers = int(num_workers)
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
+
+    def __len__(self) -> int:
+        if getattr(self, "sampler", None) is None:
+            return super().__len__()
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def epoch_order(self, epoch: int) -> numpy.ndarray:
+        """The indices of an epoch: the sampler's (its own epoch, set by its ``set_epoch``),
+        else the loader's own order."""
+        if self.sampler is None:
+            return super().epoch_order(epoch)
+        return numpy.fromiter(iter(self.sampler), dtype=numpy.int64, count=len(self.sampler))
 
     def _serve(self, epoch, start, order, device, iteration):
         for b in range(start, len(self)):
