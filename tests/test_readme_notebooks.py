@@ -1,0 +1,25 @@
+"""README's course section names every notebook in ``notebooks/`` and counts them right."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+           "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+
+
+def readme_course_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## The course")
+    end = text.index("\n## ", start + 1)
+    return text[start:end]
+
+
+def test_readme_counts_and_lists_the_notebooks_in_the_folder():
+    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    section = readme_course_section()
+    count = re.search(r"`notebooks/` holds (\w+) notebooks", section)
+    assert count, "README's course section should say how many notebooks notebooks/ holds"
+    assert NUMBERS.get(count.group(1), count.group(1)) == len(notebooks), \
+        f"README says {count.group(1)} notebooks; notebooks/ has {len(notebooks)}"
+    listed = re.findall(r"^- `(\d\d_\w+)`", section, flags=re.MULTILINE)
+    assert listed == notebooks, f"README lists {listed}; notebooks/ has {notebooks}"
