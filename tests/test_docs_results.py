@@ -12,6 +12,7 @@ pages = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pages)
 
 EXPECTED = {"README.md": {"readme-quick-run", "readme-performance"},
+            "docs/getting-started.md": {"quick-run-facts"},
             "docs/paper-results.md": {"degradation-table", "degradation-facts",
                                       "responses-trained", "depth-sweep", "depth-sweep-commands",
                                       "gradflow-init"},
