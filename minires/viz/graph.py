@@ -43,7 +43,8 @@ class GraphNode:
         """The text of the node's box, read now (a leaf's gradient may have arrived since)."""
         lines = [self.title, f"{format_shape(self.shape)} {self.dtype}"]
         if self.kind == "leaf" and self.tensor is not None:
-            lines.append(describe("data", self.tensor.numpy(), values_only=True))
+            if self.tensor.numel() <= TINY:         # (a large leaf's data is not shown: no copy)
+                lines.append(describe("data", self.tensor.numpy(), values_only=True))
             if self.tensor.grad is not None:
                 lines.append(describe("grad", self.tensor.grad.numpy()))
             elif not self.tensor.requires_grad:
