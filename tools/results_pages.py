@@ -641,7 +641,7 @@ def _sig(value: float) -> str:
 def block_gradflow_init(results=None) -> str:
     data = _load(os.path.join(GRADFLOW, "gradflow.json"))
     lines = ["| model | 3x3 conv grad-norm spread (max/min) | first / last conv | shortcut / "
-             "branch gradient at blocks 1, middle, last |", "| --- | --- | --- | --- |"]
+             "branch gradient at the first, middle and last block |", "| --- | --- | --- | --- |"]
     for name, m in data["models"].items():
         ratios = [b["shortcut_grad_norm"] / b["branch_grad_norm"] for b in m["blocks"]
                   if b.get("shortcut_grad_norm") is not None]
