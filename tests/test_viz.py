@@ -171,3 +171,15 @@ def test_nothing_below_viz_imports_it():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_graph_on_the_strict_device_draws_with_its_gradients():
+    # the drawing reads values and gradients through .numpy(), the one door to the host
+    w = mr.randn(3, 5, device="strict", requires_grad=True)
+    a = mr.tensor(2.0, device="strict", requires_grad=True)
+    loss = (w * a).sum()
+    graph = draw_graph(loss, params={"w": w, "a": a})
+    loss.backward()
+    shown = texts(graph.source)
+    assert f"grad {a.grad.item():.4g}" in shown
+    assert f"‖grad‖ {float(np.linalg.norm(w.grad.numpy())):.4g}" in shown
