@@ -31,18 +31,18 @@ def render(nodes, edges, placement, note: str = "") -> str:
     row_heights = [max(size[v][1] for v in row if v in size) for row in layers]
     for depth, row in enumerate(layers):        # a waypoint: a thin box as tall as its row
         size.update({v: (WAYPOINT_WIDTH, row_heights[depth]) for v in row if v >= len(nodes)})
-    row_widths = [sum(size[v][0] for v in row) + GAP_X * (len(row) - 1) for row in layers]
-    width = max(row_widths + [len(note) * CHAR_WIDTH]) + 2 * MARGIN
+    centre = column_centres(layers, size, routes)
+    left_edge = min(centre[v] - size[v][0] / 2 for row in layers for v in row)
+    right_edge = max(centre[v] + size[v][0] / 2 for row in layers for v in row)
+    width = max(right_edge - left_edge, len(note) * CHAR_WIDTH) + 2 * MARGIN
 
-    # place the rows from the top (the last layer) down to the output, each row centred
+    # the rows from the top (the last layer) down to the output
     x, y = {}, {}
     top = MARGIN
     for depth in range(len(layers) - 1, -1, -1):
-        left = (width - row_widths[depth]) / 2
         for v in layers[depth]:
-            x[v] = left                                 # the box's top-left corner
+            x[v] = centre[v] - size[v][0] / 2 - left_edge + MARGIN     # the top-left corner
             y[v] = top + (row_heights[depth] - size[v][1]) / 2
-            left += size[v][0] + GAP_X
         top += row_heights[depth] + GAP_Y
     height = top - GAP_Y + MARGIN + (LINE_HEIGHT + 6 if note else 0)
 
@@ -74,6 +74,48 @@ def render(nodes, edges, placement, note: str = "") -> str:
                    f'{escape(note)}</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def column_centres(layers, size, routes, sweeps: int = 4) -> dict:
+    """The horizontal centre of every box, keeping each row's order: start from each row packed
+    and centred, then pull every box towards the mean centre of its neighbours in the row above
+    (going down) or below (going up), as far as the boxes beside it allow. Chains of boxes end
+    up straight, and a shortcut's waypoints stay in one lane."""
+    above: dict = {}
+    below: dict = {}
+    for chain in routes.values():
+        for a, b in zip(chain, chain[1:]):
+            below.setdefault(a, []).append(b)
+            above.setdefault(b, []).append(a)
+    centre = {}
+    for row in layers:
+        left = -(sum(size[v][0] for v in row) + GAP_X * (len(row) - 1)) / 2
+        for v in row:
+            centre[v] = left + size[v][0] / 2
+            left += size[v][0] + GAP_X
+    for sweep in range(sweeps):
+        down = sweep % 2 == 0
+        order = range(len(layers) - 2, -1, -1) if down else range(1, len(layers))
+        for depth in order:
+            row = layers[depth]
+            neighbours = above if down else below
+            wanted = [sum(centre[u] for u in neighbours[v]) / len(neighbours[v])
+                      if neighbours.get(v) else centre[v] for v in row]
+            centre.update(zip(row, spread_apart(wanted, [size[v][0] for v in row])))
+    return centre
+
+
+def spread_apart(wanted: list[float], widths: list[float]) -> list[float]:
+    """Centres as close to ``wanted`` as the order and a gap of GAP_X between boxes allow: the
+    mean of a left-to-right pass (pushing right) and a right-to-left pass (pushing left)."""
+    n = len(wanted)
+    gap = [(widths[i] + widths[i + 1]) / 2 + GAP_X for i in range(n - 1)]
+    rightward, leftward = list(wanted), list(wanted)
+    for i in range(1, n):
+        rightward[i] = max(rightward[i], rightward[i - 1] + gap[i - 1])
+    for i in range(n - 2, -1, -1):
+        leftward[i] = min(leftward[i], leftward[i + 1] - gap[i])
+    return [(a + b) / 2 for a, b in zip(rightward, leftward)]
 
 
 def edge_path(chain: list[int], x, y, size) -> str:
