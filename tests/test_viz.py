@@ -183,3 +183,17 @@ def test_a_graph_on_the_strict_device_draws_with_its_gradients():
     shown = texts(graph.source)
     assert f"grad {a.grad.item():.4g}" in shown
     assert f"‖grad‖ {float(np.linalg.norm(w.grad.numpy())):.4g}" in shown
+
+
+def test_boxes_never_overlap_and_fit_in_the_drawing():
+    block = BasicBlock(4, 8, stride=2)                  # an option-A block: the shortcut is an op
+    x = mr.randn(2, 4, 6, 6, requires_grad=True)
+    root = ET.fromstring(draw_graph(block(x), params={"x": x}).source)
+    width, height = float(root.get("width")), float(root.get("height"))
+    boxes = [tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
+             for r in root.iter(f"{SVG}rect")]
+    for i, (x1, y1, w1, h1) in enumerate(boxes):
+        assert 0 <= x1 and x1 + w1 <= width + 1 and 0 <= y1 and y1 + h1 <= height + 1
+        for x2, y2, w2, h2 in boxes[i + 1:]:
+            apart = x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
+            assert apart, f"boxes overlap: {(x1, y1, w1, h1)} and {(x2, y2, w2, h2)}"
