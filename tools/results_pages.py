@@ -709,6 +709,25 @@ def figures(results) -> list[str]:
     path = os.path.join(GRADFLOW, "response_std.png")
     plots.save_figure(plots.response_std_figure(flows, title=GRADFLOW_RESPONSES_TITLE), path)
     written.append(path)
+    from types import SimpleNamespace
+    for name, d in flow_data["models"].items():          # the shortcut/branch split per block
+        if any(b.get("shortcut_grad_norm") is not None for b in d["blocks"]):
+            flow = SimpleNamespace(model=name, blocks=[SimpleNamespace(**b) for b in d["blocks"]])
+            path = os.path.join(GRADFLOW, f"shortcut_vs_branch_{name}.png")
+            plots.save_figure(plots.shortcut_branch_figure(flow), path)
+            written.append(path)
+    lesion_json = os.path.join(RESULTS, "lesion_quick", "lesion.json")
+    if os.path.exists(lesion_json):
+        from minires.diagnostics import lesion_plots
+        models = _load(lesion_json)["models"]
+        for kind, draw in (("single", lesion_plots.lesion_single_figure),
+                           ("random", lesion_plots.lesion_random_figure)):
+            path = os.path.join(RESULTS, "lesion_quick", f"lesion_{kind}.png")
+            lesion_plots.save_figure(draw(models), path)
+            written.append(path)
+            static = os.path.join(ROOT, "docs", "_static", f"lesion_quick_{kind}.png")
+            if os.path.exists(static):
+                shutil.copyfile(path, static)
     sweep = depth_sweep()
     if sweep is not None:
         path = depth_sweep_figure(sweep, os.path.join(DEPTH_SWEEP, "depth_sweep.png"))
