@@ -30,7 +30,7 @@ def __getattr__(name):
     # the higher layers load on first use, so `import minires` stays light and acyclic
     import importlib
     if name in ("nn", "optim", "models", "data", "diagnostics", "train", "serialization",
-                "utils", "backends", "accelerator", "course"):
+                "utils", "backends", "accelerator", "course", "viz"):
         return importlib.import_module(f".{name}", __name__)
     if name in ("save", "load"):
         return getattr(importlib.import_module(".serialization", __name__), name)

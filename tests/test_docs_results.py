@@ -12,11 +12,14 @@ pages = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pages)
 
 EXPECTED = {"README.md": {"readme-quick-run", "readme-performance"},
+            "docs/getting-started.md": {"quick-run-facts"},
             "docs/paper-results.md": {"degradation-table", "degradation-facts",
-                                      "responses-trained", "depth-sweep", "gradflow-init"},
+                                      "responses-trained", "depth-sweep", "depth-sweep-commands",
+                                      "gradflow-init"},
             "docs/cli.md": {"cli-results-json"},
             "docs/benchmarks.md": {"benchmarks-step", "benchmarks-kernels",
-                                   "benchmarks-profile", "scaling-out-benchmark"},
+                                   "benchmarks-profile", "scaling-out-benchmark",
+                                   "benchmarks-conv-floor", "benchmarks-goal-2x"},
             "docs/kernels/conv2d.md": {"kernel-conv2d"},
             "docs/kernels/batch-norm.md": {"kernel-batch-norm"},
             "docs/kernels/pooling.md": {"kernel-pooling"},
@@ -118,3 +121,55 @@ def test_the_kernel_pages_show_the_reference_against_the_fast_kernel():
         label = row["kernel"][len(prefix):].strip()
         line = next(line for line in blocks[prefix].splitlines() if line.startswith(f"| {label} |"))
         assert f"| {row['speedup']:.1f}x |" in line, line
+
+
+def test_the_depth_sweep_commands_make_exactly_the_committed_runs():
+    """The page's commands, expanded the way benchmarks/depth_sweep.py expands its arguments,
+    give every committed run and nothing else."""
+    data = pages.depth_sweep()
+    made = set()
+    for command in pages.depth_sweep_commands(data):
+        words = command.split()
+        assert words[:2] == ["python", "benchmarks/depth_sweep.py"]
+        args, key = {"--depths": ["20", "56"]}, None
+        for word in words[2:]:
+            if word.startswith("--"):
+                key = word
+                args[key] = []              # a given --depths replaces the default
+            else:
+                args[key].append(word)
+        kinds = (False, True) if "--plain" in args else (True,)
+        for width in args["--widths"]:
+            for steps in args["--steps"]:
+                for seed in args["--seeds"]:
+                    for depth in args["--depths"]:
+                        for residual in kinds:
+                            made.add((int(width), int(steps), int(depth), residual, int(seed)))
+    committed = {(r["width"], r["steps"], r["depth"], r["residual"], r["seed"])
+                 for r in data["runs"]}
+    assert made == committed
+    assert f"The committed sweep is {len(data['runs'])} runs" in pages.block_depth_sweep_commands()
+
+
+def test_a_sweep_lead_within_the_seeds_spread_is_said_to_be_one():
+    cells = pages.depth_sweep_cells(pages.depth_sweep())
+    wins = [c for c in cells if c["mean_gap"] < 0]
+    most = max(cells, key=lambda c: (len(c["seeds"]), c["steps"]))
+    spread = max(most["gap"]) - min(most["gap"])
+    text = " ".join(pages.block_depth_sweep(pages.degradation_runs()).split())
+    if wins and max(-c["mean_gap"] for c in wins) < spread:
+        assert "is a hint, not a settled result" in text and f"{spread:.1f} points" in text
+
+
+def test_the_benchmarks_verdict_on_2x_is_the_json():
+    """docs/benchmarks.md's sentence on the 2x goal names, from the JSON, the step cases within
+    2x and those beyond it (it once said the whole step met 2x while its own table said no)."""
+    text = " ".join(pages.block_benchmarks_goal_2x().split())
+    step = pages._bench("bench_step_cpu.json")
+    beyond = [r for r in step["rows"] if r["ratio"] > 2]
+    for r in step["rows"]:
+        assert f"{r['model']} ({r['ratio']:.2f}x)" in text
+    if beyond:
+        assert "and not for" in text
+    first = pages._bench("bench_kernels_cpu.json")["rows"][0]
+    assert f"{first['ratio']:.2f}x" in text

@@ -60,6 +60,8 @@ def test_lesion_claims_of_the_docs_hold():
     errors = single(res56)
     assert abs(np.median(list(errors.values())) - base) < 5
     later = [e for b, e in all_single(res56).items() if b >= 9]
+    assert sorted(b for b in all_single(res56) if b >= 9) == list(range(9, 27))
+    assert "blocks 9-26, counting from 0" in " ".join(page().split())
     assert len(later) == 18 and max(later) < base + 5
     assert sum(e < base for e in later) >= 2
     assert max(e for b, e in errors.items() if b < 9) > base + 15

@@ -32,7 +32,8 @@ BLOCK = re.compile(r"(<!-- begin generated: (?P<name>[\w-]+) \(tools/results_pag
                    r"(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.DOTALL)
 PAGES = ["README.md", "docs/paper-results.md", "docs/cli.md", "docs/benchmarks.md",
          "docs/kernels/conv2d.md", "docs/kernels/batch-norm.md", "docs/kernels/pooling.md",
-         "docs/kernels/cross-entropy.md", "docs/scaling-out.md"]
+         "docs/kernels/cross-entropy.md", "docs/scaling-out.md",
+         "docs/getting-started.md"]
 
 
 def _load(path):
@@ -106,14 +107,36 @@ def block_readme_quick(results) -> str:
     lag = [b - a for a, b in zip(r20["train"], r56["train"])]
     verdict = ("ResNet-56 does **not** beat ResNet-20 here" if r56["mean_train"] >= r20["mean_train"]
                else "ResNet-56 beats ResNet-20 on average")
+    minutes = [sum(r["seconds"] for r in res["runs"]) / 60 for res in results]
     return _wrap(f"In the committed quick runs ({len(results)} seeds, `benchmarks/results/"
-            f"degradation_quick/`), plain-56 stays near chance ({_range(p56['train'])} training "
+            f"degradation_quick/`; training the four nets took {min(minutes):.0f}-"
+            f"{max(minutes):.0f} minutes per seed), plain-56 stays near chance ({_range(p56['train'])} training "
             f"error) while plain-20 reaches {_range(p20['train'])}, and ResNet-56 trains where "
             f"plain-56 cannot ({_range(r56['train'])}). {verdict}: ResNet-56 minus ResNet-20 is "
             f"{', '.join(f'{x:+.1f}' for x in lag)} points. In the paper's long CIFAR-10 runs "
             f"(64,000 iterations, about 180 epochs, against our 800 steps, about 5) the deeper "
             f"ResNet does train better; see `docs/paper-results.md` for why the short run "
             f"differs." + _readme_sweep_sentence())
+
+
+def block_quick_run_facts(results) -> str:
+    """What getting-started promises about the default run, from the committed runs."""
+    s = degradation_summary(results)
+    minutes = [sum(r["seconds"] for r in res["runs"]) / 60 for res in results]
+    p20, p56, r20, r56 = (s[m] for m in ("plain20", "plain56", "resnet20", "resnet56"))
+    lag = [b - a for a, b in zip(r20["train"], r56["train"])]
+    verdict = ("does not train better on average" if r56["mean_train"] >= r20["mean_train"]
+               else "trains better on average")
+    return _wrap(
+        f"In the committed runs of this command ({len(results)} seeds, "
+        f"`benchmarks/results/degradation_quick/`), training the four networks took "
+        f"{min(minutes):.0f}-{max(minutes):.0f} minutes per seed on a 2-core CPU. Plain-56 ended at "
+        f"{_range(p56['train'])} training error against plain-20's {_range(p20['train'])}: the "
+        f"degradation. ResNet-56 ended at {_range(r56['train'])}, far below its plain twin; "
+        f"against ResNet-20 ({_range(r20['train'])}) it {verdict} in a run this short "
+        f"(ResNet-56 minus ResNet-20: {', '.join(f'{x:+.1f}' for x in lag)} points). The "
+        f"paper's long runs show the deeper ResNet training better; {{doc}}`paper-results` "
+        f"says why a short run need not, and what a longer one shows.")
 
 
 def _readme_sweep_sentence() -> str:
@@ -126,6 +149,10 @@ def _readme_sweep_sentence() -> str:
     widths = sorted({c["width"] for c in cells})
     found = (f"ResNet-56 ends below ResNet-20 in {len(wins)} of its {len(cells)} settings"
              if wins else "in none of its settings does ResNet-56 end below ResNet-20")
+    most = max(cells, key=lambda c: (len(c["seeds"]), c["steps"]))
+    if wins and len(most["seeds"]) > 1 and \
+            max(-c["mean_gap"] for c in wins) < max(most["gap"]) - min(most["gap"]):
+        found += ", by less than the gap moves from seed to seed"
     return (f" A sweep over base widths {', '.join(map(str, widths))} and "
             f"{' and '.join(f'{s:,}' for s in steps)} steps with the paper's step schedule "
             f"(`benchmarks/depth_sweep.py`, on PyTorch twins; `benchmarks/results/depth_sweep/`): "
@@ -266,6 +293,86 @@ def block_benchmarks_kernels(results=None) -> str:
                      + (f"{r['torch_ms']:.1f} ms" if r.get("torch_ms") else "-")
                      + f" | {_x(r.get('ratio'))} |")
     return "\n".join(lines) + "\n"
+
+
+CONV_FLOOR_LABELS = {
+    "minires forward": "minires forward (`conv2d_forward`)",
+    "minires backward": "minires backward (`conv2d_backward`)",
+    "im2col (one patch matrix)": "im2col, one patch matrix (131,072 x 144)",
+    "write of as many bytes": "writing as many bytes (75 MB)",
+    "3 GEMMs, rows x K (minires)": "the 3 GEMMs, patches as rows (minires's orientation)",
+    "3 GEMMs, K x rows": "the 3 GEMMs, patches as columns",
+    "Winograd input transform": "Winograd F(2x2, 3x3): input transform",
+    "Winograd 16 GEMMs": "Winograd: the 16 small GEMMs",
+    "Winograd output transform": "Winograd: output transform",
+    "im2col floor (best GEMMs + 2 writes)": "im2col floor: the faster GEMMs + two patch matrices",
+    "torch forward + backward": "PyTorch forward + backward",
+}
+# one 3x3 product at the floor's shape: 2 * (128 * 32 * 32 rows) * 16 outputs * 144 deep
+CONV_FLOOR_GFLOP = 2 * 128 * 32 * 32 * 16 * 144 / 1e9
+
+
+def block_benchmarks_conv_floor(results=None) -> str:
+    data = _bench("bench_conv_floor_cpu.json")
+    if data is None:
+        return "(no committed conv floor: run `benchmarks/bench_conv_floor.py`)\n"
+    ms = {r["piece"]: r["ms"] for r in data["rows"]}
+    lines = ["| piece (batch 128, 16 -> 16 channels, 32x32, float32) | ms |", "| --- | --- |"]
+    lines += [f"| {CONV_FLOOR_LABELS.get(piece, piece)} | {t:.1f} |" for piece, t in ms.items()]
+    torch_ms = ms["torch forward + backward"]
+    gemms = (ms["3 GEMMs, rows x K (minires)"], ms["3 GEMMs, K x rows"])
+    gflops = [3 * CONV_FLOOR_GFLOP / (t / 1000) for t in gemms]
+    text = (f"(`benchmarks/results/bench_conv_floor_cpu.json`, {data['machine']['cpus']} CPU "
+            f"cores, PyTorch {data['machine'].get('torch')}.) An im2col convolution does three "
+            f"matrix products of {CONV_FLOOR_GFLOP:.2f} GFLOP each (Y, dW and dX) and writes a "
+            f"patch matrix nine times the size of its input twice (once for x, once for dY). At "
+            f"this shape the products are thin (16 output channels against 131,072 rows, 144 "
+            f"deep), and OpenBLAS runs them at {min(gflops):.0f}-{max(gflops):.0f} GFLOPS in this "
+            f"run (minires's orientation, then the other). In minires's orientation the three "
+            f"products alone take {gemms[0] / torch_ms:.2f} times PyTorch's *whole* forward and "
+            f"backward; with the two patch matrices the floor of an im2col convolution is "
+            f"{ms['im2col floor (best GEMMs + 2 writes)'] / torch_ms:.2f} times PyTorch, and "
+            f"minires's forward and backward take {(ms['minires forward'] + ms['minires backward']) / torch_ms:.2f} "
+            f"times. PyTorch convolves with oneDNN's direct kernels and builds no patch matrix.")
+    winograd = sum(ms[k] for k in ("Winograd input transform", "Winograd 16 GEMMs",
+                                   "Winograd output transform"))
+    floor = ms["im2col floor (best GEMMs + 2 writes)"]
+    text += (f" Winograd's three pieces together take {winograd:.1f} ms, "
+             + (f"no less than the im2col floor ({floor:.1f} ms): its transforms cost what its "
+                f"fewer multiplications save." if winograd >= floor else
+                f"less than the im2col floor ({floor:.1f} ms)."))
+    return "\n".join(lines) + "\n\n" + _wrap(text)
+
+
+def block_benchmarks_goal_2x(results=None) -> str:
+    kernels, step = _bench("bench_kernels_cpu.json"), _bench("bench_step_cpu.json")
+    if kernels is None or step is None:
+        return "(no committed benchmarks: run `benchmarks/bench_kernels.py` and `bench_step.py`)\n"
+    convs = [r for r in kernels["rows"] if r["kernel"].startswith("conv2d") and r.get("ratio")]
+    first, others = convs[0], convs[1:]
+    within = [r for r in others if r["ratio"] <= 2]
+    steps_in = [r for r in step["rows"] if r["ratio"] <= 2]
+    steps_out = [r for r in step["rows"] if r["ratio"] > 2]
+
+    def shapes(rows):
+        return ", ".join(f"{r['kernel'].split()[-1]} ({_x(r['ratio'])})" for r in rows)
+
+    def models(rows):
+        return ", ".join(f"{r['model']} ({_x(r['ratio'])})" for r in rows) or "none"
+    text = (f"So the goal of 2x at the first shape ({first['kernel'].split()[-1]}: "
+            f"{_x(first['ratio'])} in the kernel benchmark) is out of reach for a convolution "
+            f"written in NumPy over OpenBLAS: it needs compiled code (a direct or Winograd kernel "
+            f"in C, or a JIT), which minires's dependency rules leave out. ")
+    if len(within) == len(others):
+        text += f"The other CIFAR shapes meet it: {shapes(others)}. "
+    else:
+        text += (f"Of the other CIFAR shapes, {shapes(within) or 'none'} meet it and "
+                 f"{shapes([r for r in others if r['ratio'] > 2])} do not. ")
+    text += (f"The training step as a whole (the table above) is within 2x of PyTorch for "
+             f"{models(steps_in)}, and not for {models(steps_out)}." if steps_out else
+             f"The training step as a whole (the table above) is within 2x of PyTorch for every "
+             f"case: {models(steps_in)}.")
+    return _wrap(text)
 
 
 def block_benchmarks_profile(results=None) -> str:
@@ -531,7 +638,60 @@ def block_depth_sweep(results) -> str:
                  f"settings ({names})")
         text += (f", in every seed in {len(every)} of them." if every else
                  ", but in none of them in every seed.")
+        most = max(cells, key=lambda c: (len(c["seeds"]), c["steps"]))
+        spread = max(most["gap"]) - min(most["gap"])
+        lead = max(-c["mean_gap"] for c in wins)
+        if len(most["seeds"]) > 1 and lead < spread:
+            text += (f" Read that lead with the seeds' spread: it is {lead:.1f} points at most, "
+                     f"and where the sweep has the most seeds (width {most['width']}, "
+                     f"{most['steps']:,} steps, seeds {', '.join(map(str, most['seeds']))}) the "
+                     f"gap ranges from {min(most['gap']):+.1f} to {max(most['gap']):+.1f} from "
+                     f"seed to seed, a spread of {spread:.1f} points: a lead smaller than that, "
+                     f"over {len(wins[0]['seeds'])} seeds, is a hint, not a settled result.")
     return "\n".join(lines) + "\n\n" + _wrap(text)
+
+
+def depth_sweep_commands(data: dict) -> list[str]:
+    """The ``benchmarks/depth_sweep.py`` commands that produce the committed file: each command
+    continues the file (runs already in it are skipped), so together they make every run in it.
+    One command per seed set and step count, with the widths that have them."""
+    by_cell: dict = {}
+    for r in data["runs"]:
+        cell = by_cell.setdefault((r["width"], r["steps"]), {"seeds": set(), "depths": set(),
+                                                             "plain": False})
+        cell["seeds"].add(r["seed"])
+        cell["depths"].add(r["depth"])
+        cell["plain"] |= not r["residual"]
+    groups: dict = {}
+    for (width, steps), cell in sorted(by_cell.items()):
+        key = (tuple(sorted(cell["seeds"])), steps, tuple(sorted(cell["depths"])), cell["plain"])
+        groups.setdefault(key, []).append(width)
+    st = data["settings"]
+    commands = []
+    for (seeds, steps, depths, plain), widths in sorted(groups.items(), key=lambda g: (g[0][1], g[0][0])):
+        cmd = (f"python benchmarks/depth_sweep.py --json benchmarks/results/depth_sweep/sweep.json "
+               f"--widths {' '.join(map(str, widths))} --steps {steps} --seeds "
+               f"{' '.join(map(str, seeds))}")
+        if depths != (20, 56):
+            cmd += f" --depths {' '.join(map(str, depths))}"
+        if plain:
+            cmd += " --plain"
+        if st["schedule"] != "decay":
+            cmd += f" --schedule {st['schedule']}"
+        commands.append(cmd)
+    return commands
+
+
+def block_depth_sweep_commands(results=None) -> str:
+    data = depth_sweep()
+    if data is None:
+        return "(no committed sweep: run `benchmarks/depth_sweep.py`)\n"
+    commands = depth_sweep_commands(data)
+    return (_wrap(f"The committed sweep is {len(data['runs'])} runs, so it runs on PyTorch twins "
+                  f"of minires's nets (the same layers and initialisation, on minires's data and "
+                  f"batches), one run per core. These {len(commands)} commands make it (each "
+                  f"continues the file, skipping the runs already in it):").rstrip("\n")
+            + "\n\n```bash\n" + "\n".join(commands) + "\n```\n")
 
 
 def depth_sweep_figure(data: dict, path: str) -> str:
@@ -584,7 +744,7 @@ def _sig(value: float) -> str:
 def block_gradflow_init(results=None) -> str:
     data = _load(os.path.join(GRADFLOW, "gradflow.json"))
     lines = ["| model | 3x3 conv grad-norm spread (max/min) | first / last conv | shortcut / "
-             "branch gradient at blocks 1, middle, last |", "| --- | --- | --- | --- |"]
+             "branch gradient at the first, middle and last block |", "| --- | --- | --- | --- |"]
     for name, m in data["models"].items():
         ratios = [b["shortcut_grad_norm"] / b["branch_grad_norm"] for b in m["blocks"]
                   if b.get("shortcut_grad_norm") is not None]
@@ -595,6 +755,7 @@ def block_gradflow_init(results=None) -> str:
 
 
 BLOCKS = {"degradation-table": block_degradation_table,
+          "quick-run-facts": block_quick_run_facts,
           "degradation-facts": block_degradation_facts,
           "readme-quick-run": block_readme_quick,
           "cli-results-json": block_cli_results_json,
@@ -603,13 +764,16 @@ BLOCKS = {"degradation-table": block_degradation_table,
           "benchmarks-kernels": block_benchmarks_kernels,
           "readme-performance": block_readme_performance,
           "depth-sweep": block_depth_sweep,
+          "depth-sweep-commands": block_depth_sweep_commands,
           "gradflow-init": block_gradflow_init,
           "benchmarks-profile": block_benchmarks_profile,
           "kernel-conv2d": block_kernel_conv2d,
           "kernel-batch-norm": block_kernel_batch_norm,
           "kernel-pooling": block_kernel_pooling,
           "kernel-cross-entropy": block_kernel_cross_entropy,
-          "scaling-out-benchmark": block_scaling_out_benchmark}
+          "scaling-out-benchmark": block_scaling_out_benchmark,
+          "benchmarks-conv-floor": block_benchmarks_conv_floor,
+          "benchmarks-goal-2x": block_benchmarks_goal_2x}
 
 
 def render(text: str, results) -> str:
@@ -653,6 +817,25 @@ def figures(results) -> list[str]:
     path = os.path.join(GRADFLOW, "response_std.png")
     plots.save_figure(plots.response_std_figure(flows, title=GRADFLOW_RESPONSES_TITLE), path)
     written.append(path)
+    from types import SimpleNamespace
+    for name, d in flow_data["models"].items():          # the shortcut/branch split per block
+        if any(b.get("shortcut_grad_norm") is not None for b in d["blocks"]):
+            flow = SimpleNamespace(model=name, blocks=[SimpleNamespace(**b) for b in d["blocks"]])
+            path = os.path.join(GRADFLOW, f"shortcut_vs_branch_{name}.png")
+            plots.save_figure(plots.shortcut_branch_figure(flow), path)
+            written.append(path)
+    lesion_json = os.path.join(RESULTS, "lesion_quick", "lesion.json")
+    if os.path.exists(lesion_json):
+        from minires.diagnostics import lesion_plots
+        models = _load(lesion_json)["models"]
+        for kind, draw in (("single", lesion_plots.lesion_single_figure),
+                           ("random", lesion_plots.lesion_random_figure)):
+            path = os.path.join(RESULTS, "lesion_quick", f"lesion_{kind}.png")
+            lesion_plots.save_figure(draw(models), path)
+            written.append(path)
+            static = os.path.join(ROOT, "docs", "_static", f"lesion_quick_{kind}.png")
+            if os.path.exists(static):
+                shutil.copyfile(path, static)
     sweep = depth_sweep()
     if sweep is not None:
         path = depth_sweep_figure(sweep, os.path.join(DEPTH_SWEEP, "depth_sweep.png"))

@@ -7,11 +7,14 @@ executed copies to ``docs/notebooks/<name>.ipynb`` (generated, git-ignored), whi
 without executing anything. Prints each notebook's wall time.
 
 Exit status: 0 when every notebook ran (or there are none yet), 1 when a cell raised or timed out
-(the notebook and the cell are named, with the traceback), 2 for bad arguments.
+(the notebook and the cell are named, with the traceback) or a notebook took longer than its
+budget (``--budget``, default 180 s: the course says each notebook runs within three minutes at
+most on a CPU, and this is the check that keeps that true), 2 for bad arguments.
 
     python tools/run_notebooks.py                       # all of them
     python tools/run_notebooks.py --only 01_autograd    # one (repeatable); the .ipynb is optional
     python tools/run_notebooks.py --timeout 300         # per-cell limit in seconds (default 180)
+    python tools/run_notebooks.py --budget 0            # no limit on a notebook's total time
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "notebooks"
 TARGET = ROOT / "docs" / "notebooks"
 KERNEL = "python3"
+BUDGET_SECONDS = 180     # per notebook, the whole run: README and docs/notebooks.md promise it
 
 # the kernel inherits these: no progress bars in the outputs, figures rendered inline as PNG
 KERNEL_ENV = {
@@ -104,6 +108,9 @@ def main(argv=None) -> int:
                         help="run only this notebook (name with or without .ipynb; repeatable)")
     parser.add_argument("--timeout", type=int, default=180, metavar="SECONDS",
                         help="per-cell time limit (default 180)")
+    parser.add_argument("--budget", type=float, default=BUDGET_SECONDS, metavar="SECONDS",
+                        help=f"fail a notebook that runs longer than this in all "
+                             f"(default {BUDGET_SECONDS}; 0: no limit)")
     args = parser.parse_args(argv)
     if args.timeout < 1:
         parser.error("--timeout must be >= 1")
@@ -123,6 +130,10 @@ def main(argv=None) -> int:
     for path in notebooks:
         print(f"run_notebooks: {path.name} ...", flush=True)
         ok, seconds, message = run_one(path, args.timeout)
+        if ok and args.budget and seconds > args.budget:
+            ok, message = False, (f"{path.name}: ran in {seconds:.0f} s, over its budget of "
+                                  f"{args.budget:.0f} s (the course promises each notebook runs "
+                                  f"within it: make it cheaper, or change the promise and --budget)")
         if ok:
             print(f"run_notebooks: {path.name}: ok in {seconds:.1f} s -> "
                   f"{(TARGET / path.name).relative_to(ROOT)}", flush=True)

@@ -3,7 +3,7 @@
 * :func:`measure_gradient_flow`: per-layer gradient norms, the shortcut/branch split of every
   block's input gradient, and layer response std (the paper's Figure 7), for one batch;
 * :class:`GradientTracker`: the same per-layer norms every k steps during training;
-* :func:`vanishing_gradients`: the deep sigmoid/tanh MLP of problem 1 (vanishing gradients) of the paper review this project grew from;
+* :func:`vanishing_gradients`: the deep sigmoid/tanh MLP whose gradient vanishes (the paper's first obstacle to depth, notebook 03);
 * :func:`lesion`: delete blocks at test time (Veit et al. 2016);
 * :func:`loss_landscape`: the loss along filter-normalised random directions (Li et al. 2018);
 * :mod:`.plots`, :mod:`.lesion_plots`: the figures.

@@ -32,21 +32,21 @@ def lesion_single_figure(models: dict):
     shaded = set()
     for name, m in models.items():
         blocks = m["single"]
-        x = [b["index"] + 1 for b in blocks]
+        x = [b["index"] for b in blocks]          # i of model.blocks[i], from 0
         line, = ax.plot(x, _nan(b["error"] for b in blocks), marker="o", ms=4, label=name,
                         **_style(name))
         ax.axhline(m["baseline_error"], color=line.get_color(), lw=1, ls=":",
                    label=f"{name}, nothing deleted")
-        blocked = [b["index"] + 1 for b in blocks if not b["deletable"]]
+        blocked = [b["index"] for b in blocks if not b["deletable"]]
         if blocked:
             ax.plot(blocked, [m["baseline_error"]] * len(blocked), "x", ms=9,
                     color=line.get_color(), label=f"{name}: cannot be deleted (shape changes)")
         for b in blocks:
             if b["downsampling"] and b["index"] not in shaded:
                 shaded.add(b["index"])
-                ax.axvspan(b["index"] + 0.5, b["index"] + 1.5, color="0.85", zorder=0)
+                ax.axvspan(b["index"] - 0.5, b["index"] + 0.5, color="0.85", zorder=0)
     _chance(ax, models)
-    ax.set_xlabel("deleted block (input side -> output side; shaded: downsampling)")
+    ax.set_xlabel("deleted block i of model.blocks (0: input side; shaded: downsampling)")
     ax.set_ylabel("test error, %")
     ax.set_ylim(0, 100)
     ax.set_title("Deleting one block at test time (Veit et al. 2016)")

@@ -55,7 +55,7 @@ def gradient_norms_figure(flows, title: str = "Gradient norm of each 3x3 conv we
 def shortcut_branch_figure(flow):
     """For each block: the gradient norm reaching its input through the shortcut and through the
     residual branch (log scale)."""
-    depth = [b.depth for b in flow.blocks]
+    depth = list(range(len(flow.blocks)))          # i of model.blocks[i], as the code counts
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.semilogy(depth, [b.branch_grad_norm for b in flow.blocks], marker="o", label="through the branch F(x)")
     shortcut = [b.shortcut_grad_norm for b in flow.blocks]
@@ -64,7 +64,7 @@ def shortcut_branch_figure(flow):
                     label="through the shortcut")
     ax.semilogy(depth, [b.in_grad_norm for b in flow.blocks], color="k", alpha=0.5, lw=1,
                 label="total at block input")
-    ax.set_xlabel("block (input side -> output side)")
+    ax.set_xlabel("block i of model.blocks (0: input side)")
     ax.set_ylabel("gradient norm at the block input")
     ax.set_title(f"{flow.model}: where the gradient reaching each block comes from")
     ax.grid(True, which="both", alpha=0.3)

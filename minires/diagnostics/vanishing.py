@@ -1,4 +1,4 @@
-r"""Problem 1 of the paper review this project grew from, measured: vanishing (and exploding) gradients in a deep plain stack.
+r"""Vanishing (and exploding) gradients in a deep plain stack, measured: the first obstacle to depth that the paper names ("the notorious problem of vanishing/exploding gradients", Section 1).
 
 A deep MLP ``h_l = phi(W_l h_{l-1})`` backpropagates ``dL/dh_{l-1} = W_l^T (phi'(.) * dL/dh_l)``.
 Each layer multiplies the gradient by a Jacobian; when its norm is below 1 on average (sigmoid:
