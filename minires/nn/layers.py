@@ -135,6 +135,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or self.running_mean is None
         if self.training and self.running_mean is not None:
             self.num_batches_tracked.array += 1
+            self.num_batches_tracked._bump_version()
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             use_batch_stats, self.momentum, self.eps)
 

@@ -179,7 +179,6 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
 # --- pooling ---
 
 class MaxPool2d(Function):
-    saves_inputs = False
 
     def forward(self, x, *, kernel_size, stride, padding):
         y, self.cache = pool_kernel.max_pool2d_forward(x, kernel_size, stride, padding)
@@ -190,7 +189,6 @@ class MaxPool2d(Function):
 
 
 class AvgPool2d(Function):
-    saves_inputs = False
 
     def forward(self, x, *, kernel_size, stride, padding):
         y, self.cache = pool_kernel.avg_pool2d_forward(x, kernel_size, stride, padding)
@@ -201,7 +199,6 @@ class AvgPool2d(Function):
 
 
 class AdaptiveAvgPool2d(Function):
-    saves_inputs = False
 
     def forward(self, x, *, output_size):
         y, self.cache = pool_kernel.adaptive_avg_pool2d_forward(x, output_size)
@@ -248,7 +245,6 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
 # --- losses ---
 
 class LogSoftmax(Function):
-    saves_inputs, saves_output = False, True
 
     def forward(self, x, *, axis):
         y = loss_kernel.log_softmax(x, axis)
@@ -337,7 +333,6 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 class Dropout(Function):
-    saves_inputs = False
 
     def forward(self, x, *, mask, scale):
         self.mask = mask * scale

@@ -17,7 +17,6 @@ from ..backend import array_module
 
 
 class Reshape(Function):
-    saves_inputs = False
 
     def forward(self, x, shape):
         self.source = x.shape
@@ -28,7 +27,6 @@ class Reshape(Function):
 
 
 class Permute(Function):
-    saves_inputs = False
 
     def forward(self, x, dims):
         self.inverse = tuple(sorted(range(len(dims)), key=lambda i: dims[i]))
@@ -107,7 +105,6 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 class Expand(Function):
     """Broadcast to a larger shape (a read-only view, as PyTorch's ``expand``); the backward sums
     the gradient over the broadcast axes."""
-    saves_inputs = False
 
     def forward(self, x, shape):
         self.source = x.shape
@@ -166,7 +163,6 @@ def _is_advanced(index) -> bool:
 
 
 class GetItem(Function):
-    saves_inputs = False
 
     def forward(self, x, index):
         self.meta = (x.shape, x.dtype, index)
@@ -191,7 +187,6 @@ def getitem(x: Tensor, index) -> Tensor:
 # --- padding and concatenation ---
 
 class Pad(Function):
-    saves_inputs = False
 
     def forward(self, x, widths, value):
         xp = array_module(x)
@@ -222,7 +217,6 @@ def pad(x: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Te
 
 
 class Concatenate(Function):
-    saves_inputs = False
 
     def forward(self, *arrays, axis):
         xp = array_module(arrays[0])
@@ -267,7 +261,6 @@ def stack(tensors, dim: int = 0) -> Tensor:
 class SubsampleZeroPad(Function):
     """The graph node of :func:`zero_pad_shortcut` (its module is ``models.ZeroPadShortcut``)."""
 
-    saves_inputs = False
 
     def forward(self, x, out_channels, stride):
         xp = array_module(x)
