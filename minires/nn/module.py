@@ -308,7 +308,10 @@ class Module:
                     raise TypeError(f"load_state_dict: {k} is a {type(array).__name__}, not an "
                                     f"array or Tensor")
                 array = backend.to_device(array, live.device)   # any device -> the live one
-                live.array = array.astype(live.dtype, copy=True)
+                # into the live memory, as PyTorch's copy_: views of it see the values, and a
+                # graph that kept it refuses to backward
+                live.array[...] = array.astype(live.dtype, copy=False)
+                live._bump_version()
         return _IncompatibleKeys(missing, unexpected)
 
     # --- printing ---

@@ -162,11 +162,21 @@ def _is_advanced(index) -> bool:
     return any(hasattr(i, "shape") and getattr(i, "ndim", 0) > 0 for i in items)
 
 
+def _as_view_index(index):
+    """A basic index with a trailing ``...``: NumPy then returns a 0-d *view* for ``x[1]`` of a
+    1-D array, where it would return a scalar copy (PyTorch's ``x[1]`` is a view, sharing the
+    memory and its version counter)."""
+    items = index if isinstance(index, tuple) else (index,)
+    if _is_advanced(index) or any(i is Ellipsis for i in items):
+        return index
+    return (*items, Ellipsis)
+
+
 class GetItem(Function):
 
     def forward(self, x, index):
         self.meta = (x.shape, x.dtype, index)
-        return x[index]
+        return x[_as_view_index(index)]
 
     def backward(self, g):
         shape, dtype, index = self.meta
