@@ -271,8 +271,12 @@ class Module:
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values into this module's parameters and buffers (on their current devices and
-        dtypes). With ``strict``, missing or unexpected keys raise a KeyError listing them; a
+        dtypes); lazy modules that never saw an input get parameters of the checkpoint's sizes
+        first. With ``strict``, missing or unexpected keys raise a KeyError listing them; a
         shape mismatch always raises."""
+        for name, module in self.named_modules():
+            if getattr(module, "has_uninitialized_params", lambda: False)():
+                module.materialize_from_state(state_dict, f"{name}." if name else "")
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
