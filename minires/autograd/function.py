@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy
 
-from .. import backend
+from ..backend import memory_owner
 from .anomaly import check_forward, is_anomaly_enabled
 from .grad_mode import is_grad_enabled
 from .tensor import Tensor
@@ -84,6 +84,7 @@ class Function:
         result = Tensor._wrap(out, requires_grad=requires_grad)
         share_counter_if_view(result, tensors)
         if requires_grad:
+            fn.saved_versions = record_saved_versions(fn, args, result)   # before fn gets more
             fn.inputs = tuple(graph_node(a) for a in args)
             fn.needs_input_grad = tuple(node is not None for node in fn.inputs)
             fn.arg_is_tensor = tuple(isinstance(a, Tensor) for a in args)
@@ -91,7 +92,6 @@ class Function:
             fn.output_hooks = None
             fn.retained_output = None
             fn.freed = False
-            fn.saved_versions = record_saved_versions(fn, args, result)
             result._ctx = fn
         return result
 
@@ -122,52 +122,44 @@ class AccumulateGrad:
 # its forward kept, so the record cannot drift from the saved data); backward refuses to run when
 # one of them changed since.
 
-def shares_memory(a, b) -> bool:
-    """Whether two arrays may look at the same memory (an array that owns its memory, ``.base``
-    None, shares it with no other such array)."""
-    if a is b:
-        return True
-    if getattr(a, "base", 0) is None and getattr(b, "base", 0) is None:
-        return False
-    return bool(backend.array_module(a).may_share_memory(a, b))
-
-
 def share_counter_if_view(result: Tensor, tensors) -> None:
     """An operation whose output is a view of an input's memory (``view``, ``reshape`` when it
     does not copy, ``permute``, basic indexing, ``expand`` ...) gives the output that input's
     version counter: a write through either is a write to both."""
-    if getattr(result.array, "base", 0) is None:      # a new array: nothing to share
-        return
+    owner = memory_owner(result.array)
     for t in tensors:
-        if shares_memory(result.array, t.array):
+        if memory_owner(t.array) is owner:
             result._version = t._version
             return
 
 
 class SavedVersion:
     """One tensor a node keeps for backward: its counter, the version it had, and what to call
-    it in the error (``input 1`` or ``output``, its shape and dtype)."""
-    __slots__ = ("counter", "version", "what", "shape", "dtype")
+    it in the error (its argument position, or None for the output; its shape and dtype)."""
+    __slots__ = ("counter", "version", "position", "shape", "dtype")
 
-    def __init__(self, tensor: Tensor, what: str):
-        self.counter, self.version = tensor._version, tensor._version[0]
-        self.what, self.shape, self.dtype = what, tuple(tensor.shape), tensor.dtype
+    def __init__(self, tensor: Tensor, position: int | None):
+        self.counter, self.version, self.position = tensor._version, tensor._version[0], position
+        self.shape, self.dtype = tensor.array.shape, tensor.array.dtype
+
+    @property
+    def what(self) -> str:
+        return "output" if self.position is None else f"input {self.position}"
 
 
 def kept_arrays(fn) -> list:
-    """The arrays ``fn``'s forward kept: ``save_for_backward``'s and the attributes it set
-    (looked into one level of tuples, lists and dicts)."""
-    kept = []
-    values = list(getattr(fn, "saved_tensors", None) or ()) + list(fn.__dict__.values())
-    for v in values:
-        items = v.values() if isinstance(v, dict) else v if isinstance(v, (tuple, list)) else (v,)
-        kept.extend(a for a in items if _is_array(a))
-    return kept
-
-
-def _is_array(a) -> bool:
-    return hasattr(a, "strides") and getattr(a, "ndim", None) is not None and \
-        not isinstance(a, (numpy.generic, Tensor))
+    """What ``fn``'s forward kept: ``save_for_backward``'s arrays and the attributes it set
+    (looked into one level of tuples, lists and dicts); not only arrays, which is harmless: only
+    an array has the memory of an input."""
+    kept = list(getattr(fn, "saved_tensors", None) or ())
+    for v in fn.__dict__.values():
+        if type(v) is tuple or type(v) is list:
+            kept.extend(v)
+        elif type(v) is dict:
+            kept.extend(v.values())
+        else:
+            kept.append(v)
+    return [k for k in kept if hasattr(k, "shape")]
 
 
 def record_saved_versions(fn, args, result) -> tuple:
@@ -175,10 +167,12 @@ def record_saved_versions(fn, args, result) -> tuple:
     kept = kept_arrays(fn)
     if not kept:
         return ()
-    candidates = [(a, f"input {i}") for i, a in enumerate(args) if isinstance(a, Tensor)]
-    candidates.append((result, "output"))
-    return tuple(SavedVersion(t, what) for t, what in candidates
-                 if any(shares_memory(k, t.array) for k in kept))
+    owners = {id(memory_owner(k)) for k in kept}
+    saved = [SavedVersion(a, i) for i, a in enumerate(args)
+             if isinstance(a, Tensor) and id(memory_owner(a.array)) in owners]
+    if id(memory_owner(result.array)) in owners:
+        saved.append(SavedVersion(result, None))
+    return tuple(saved)
 
 
 def check_versions(ctx) -> None:
