@@ -261,3 +261,19 @@ def test_load_state_dict_writes_in_place_and_bumps(device):
     np.testing.assert_array_equal(weight.detach().numpy(), b.weight.detach().numpy())
     with pytest.raises(RuntimeError, match=MODIFIED):
         loss.backward()
+
+
+def test_inplace_on_an_expanded_view_is_one_clear_error():
+    x = mr.ones(3).expand(2, 3)
+    with pytest.raises(RuntimeError, match=r"add_: .*expand\(\)-ed view.*\.clone\(\)"):
+        x.add_(1)
+
+
+def test_failed_inplace_in_the_graph_does_not_bump(device):
+    w = mr.ones(3, requires_grad=True, device=device)
+    x = w * 2
+    y = (x * x).sum()
+    with pytest.raises(RuntimeError, match="does not fit in place"):
+        x.add_(mr.ones(2, 3, device=device))     # broadcasting x itself: refused
+    y.backward()                                  # x was not written: no version error
+    np.testing.assert_array_equal(w.grad.numpy(), [8, 8, 8])

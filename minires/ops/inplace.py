@@ -43,19 +43,34 @@ def apply_inplace(x: Tensor, op: str, compute, *others) -> Tensor:
             out = compute(x)
         _check_result(x, out, op)
         if out.array is not x.array:
-            x.array[...] = out.array
+            _write(x, out.array, op)
         x._version[0] += 1
         return x
     x._version[0] += 1      # x's memory counts as written: nodes that kept it refuse backward
-    out = compute(_snapshot(x, x.array))
-    if _keeps_memory_of(out, x):
-        # the new node keeps the old value for its backward (mul_, div_): keep a copy of it, as
-        # PyTorch does, so that a later write through an alias of that memory cannot reach it
-        out = compute(_snapshot(x, x.array.copy()))
-    _check_result(x, out, op)
+    try:
+        out = compute(_snapshot(x, x.array))
+        if _keeps_memory_of(out, x):
+            # the new node keeps the old value for its backward (mul_, div_): keep a copy of it,
+            # as PyTorch does, so that a later write through an alias of that memory cannot
+            # reach it
+            out = compute(_snapshot(x, x.array.copy()))
+        _check_result(x, out, op)
+    except Exception:
+        x._version[0] -= 1  # nothing was written
+        raise
     x.array, x._ctx, x.requires_grad = out.array, out._ctx, out.requires_grad
     x._version = out._version     # x now *is* the new value, in new memory
     return x
+
+
+def _write(x: Tensor, values, op: str) -> None:
+    try:
+        x.array[...] = values
+    except ValueError as exc:       # NumPy: an expand()-ed view is read-only
+        raise RuntimeError(
+            f"{op}: the tensor of shape {x.shape} cannot be written in place ({exc}): an "
+            f"expand()-ed view (several elements share one memory location) or read-only "
+            f"memory; .clone() it first") from None
 
 
 def _snapshot(x: Tensor, array) -> Tensor:
