@@ -277,3 +277,25 @@ def test_failed_inplace_in_the_graph_does_not_bump(device):
         x.add_(mr.ones(2, 3, device=device))     # broadcasting x itself: refused
     y.backward()                                  # x was not written: no version error
     np.testing.assert_array_equal(w.grad.numpy(), [8, 8, 8])
+
+
+def test_clone_is_the_fix_the_error_names(device):
+    # the hint of the error: change a clone in place, not the tensor the graph kept
+    w = mr.ones(3, requires_grad=True, device=device)
+    x = mr.tensor([1.0, 2.0, 3.0], device=device)
+    y = (w * x).sum()
+    c = x.clone()
+    c.add_(10)
+    assert c._version is not x._version
+    np.testing.assert_array_equal(c.numpy(), [11, 12, 13])
+    np.testing.assert_array_equal(x.numpy(), [1, 2, 3])
+    y.backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [1, 2, 3])
+
+
+def test_clone_is_in_the_graph(device):
+    w = mr.tensor([1.0, 2.0], requires_grad=True, device=device)
+    c = mr.clone(w * 3)
+    c.mul_(2)
+    c.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [6, 6])

@@ -1,4 +1,4 @@
-r"""Shape operations: reshape, transpose/permute, flatten, indexing, padding, concatenation.
+r"""Shape operations: reshape, transpose/permute, flatten, indexing, padding, concatenation, clone.
 
 They move or copy values without arithmetic, so each backward is the inverse movement:
 reshape back, transpose with the inverse permutation, scatter the indexed gradient into zeros
@@ -34,6 +34,22 @@ class Permute(Function):
 
     def backward(self, g):
         return g.transpose(self.inverse), None
+
+
+class Clone(Function):
+    """A copy in new memory (with a version counter of its own); the gradient passes through."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return g
+
+
+def clone(x: Tensor) -> Tensor:
+    """``x.clone()``: the values in new memory, still in the graph (PyTorch's ``clone``): what to
+    change in place when the original is needed for a gradient."""
+    return Clone.apply(x)
 
 
 def _check_shape(x: Tensor, shape) -> tuple:
