@@ -23,7 +23,10 @@ class Function:
 
     ``forward(self, *args, **kwargs)`` receives the arrays of the Tensor arguments (other
     arguments as they are) and returns one array; it keeps what backward needs with
-    ``self.save_for_backward(...)`` or as attributes. ``backward(self, grad_output)`` returns one
+    ``self.save_for_backward(...)`` or as attributes. Whatever it keeps that is the memory of an
+    input or of the output is found there when the node is built, and its version recorded
+    (:func:`record_saved_versions`): no flag to declare, none to forget. ``backward(self,
+    grad_output)`` returns one
     gradient array per positional argument of ``apply`` (None where there is none, e.g. for a
     non-tensor argument, or where ``self.needs_input_grad[i]`` is False).
 
