@@ -299,3 +299,13 @@ def test_clone_is_in_the_graph(device):
     c.mul_(2)
     c.sum().backward()
     np.testing.assert_array_equal(w.grad.numpy(), [6, 6])
+
+
+def test_batch_norm_training_bumps_its_running_buffers(device):
+    bn = mr.nn.BatchNorm2d(2).to(device)
+    aliases = [bn.running_mean.detach(), bn.running_var.detach(), bn.num_batches_tracked.detach()]
+    bn(mr.randn(2, 2, 3, 3, device=device))
+    assert [a._version[0] for a in aliases] == [1, 1, 1]
+    bn.eval()
+    bn(mr.randn(2, 2, 3, 3, device=device))         # evaluation writes nothing
+    assert [a._version[0] for a in aliases] == [1, 1, 1]

@@ -138,8 +138,13 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                              f"input shape {input.shape}")
     rm = running_mean.array if running_mean is not None else None
     rv = running_var.array if running_var is not None else None
-    return BatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv,
-                           training=bool(training), momentum=float(momentum), eps=float(eps))
+    out = BatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv,
+                          training=bool(training), momentum=float(momentum), eps=float(eps))
+    if training:            # the running buffers were written in place: count it
+        for buffer in (running_mean, running_var):
+            if buffer is not None:
+                buffer._bump_version()
+    return out
 
 
 # --- group norm ---
