@@ -15,9 +15,9 @@ from .creation import (arange, as_tensor, empty, eye, from_numpy, full, ones, on
                        rand, randint, randn, tensor, zeros, zeros_like)
 from .dtypes import bool_, float16, float32, float64, int32, int64  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
-from .ops import (abs, cat, clamp, clone, exp, flatten, log, matmul, max, mean, min, permute,  # noqa
-                  relu, reshape, sigmoid, sqrt, stack, sum, tanh, transpose, where, argmax,
-                  argmin, topk, eq, ne)
+from .ops import (abs, cat, clamp, clone, exp, flatten, log, matmul, max, mean, min,  # noqa
+                  permute, relu, reshape, sigmoid, sqrt, stack, sum, tanh, transpose, where,
+                  argmax, argmin, topk, eq, ne)
 from .random import manual_seed  # noqa: F401
 
 

@@ -1,7 +1,8 @@
 """Anomaly mode: which operation made the first NaN or infinity?
 
-Under ``detect_anomaly()`` (per thread, as grad mode), ``Function.apply`` calls :func:`check_forward` on every output and
-the engine calls :func:`check_backward` on every gradient a node returns.
+Under ``detect_anomaly()`` (per thread, as grad mode), ``Function.apply`` calls
+:func:`check_forward` on every output and the engine calls :func:`check_backward` on every
+gradient a node returns.
 """
 from __future__ import annotations
 
