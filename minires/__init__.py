@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 from . import backend, cuda  # noqa: F401
 from . import ops as _ops  # noqa: F401  (attaches Tensor methods)
-from .autograd import (Size, Tensor, enable_grad, grad, is_grad_enabled, no_grad,  # noqa: F401
-                       set_grad_enabled)
+from .autograd import (Size, Tensor, enable_grad, grad, inference_mode,  # noqa: F401
+                       is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .backend import Device, DeviceError  # noqa: F401
 from .creation import (arange, as_tensor, empty, eye, from_numpy, full, ones, ones_like,  # noqa
                        rand, randint, randn, tensor, zeros, zeros_like)

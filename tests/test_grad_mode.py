@@ -12,6 +12,8 @@ MODES = {
     "set_grad_enabled(False)": (lambda: mr.set_grad_enabled(False), mr.is_grad_enabled, False,
                                 True),
     "detect_anomaly": (mr.autograd.detect_anomaly, mr.autograd.is_anomaly_enabled, True, False),
+    "inference_mode": (mr.inference_mode, mr.is_grad_enabled, False, True),
+    "inference_mode flag": (mr.inference_mode, mr.is_inference_mode_enabled, True, False),
 }
 
 
@@ -134,3 +136,12 @@ def test_no_grad_decorator_records_no_graph():
 
     assert not f(w).requires_grad
     assert (w * 2).requires_grad
+
+
+def test_inference_mode_false_keeps_the_graph():
+    w = mr.ones(2, requires_grad=True)
+    with mr.inference_mode():
+        assert not (w * 2).requires_grad
+        with mr.inference_mode(False):
+            assert (w * 2).requires_grad and not mr.is_inference_mode_enabled()
+    assert (w * 2).requires_grad and not mr.is_inference_mode_enabled()

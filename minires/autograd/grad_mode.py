@@ -1,5 +1,5 @@
 """Grad mode: whether operations build a graph (``no_grad``, ``enable_grad``,
-``set_grad_enabled``). Training vs evaluation is a separate flag, on ``nn.Module``.
+``set_grad_enabled``, ``inference_mode``). Training vs evaluation is a separate flag, on ``nn.Module``.
 
 The flag is per thread, as in PyTorch: a data-loading thread does not switch off the graph of
 the training loop. The context managers keep the mode they replace on a per-thread stack, never
@@ -95,3 +95,29 @@ class set_grad_enabled(_GradModeContext):
             GRAD_MODE.set(self._before_init)
             self._before_init = None
         return super().__call__(func)
+
+
+INFERENCE_MODE = ThreadMode(default=False)
+
+
+def is_inference_mode_enabled() -> bool:
+    return INFERENCE_MODE.get()
+
+
+class inference_mode(_GradModeContext):
+    """``inference_mode(mode=True)``: PyTorch's context manager (and decorator) for evaluation,
+    here ``no_grad`` that also says so to ``is_inference_mode_enabled()``. The tensors made inside
+    are ordinary tensors that require no grad (PyTorch's "inference tensors" also refuse to join
+    a graph later; minires' do not)."""
+
+    def __init__(self, mode: bool = True):
+        self.inference = bool(mode)
+        self.mode = not self.inference
+
+    def __enter__(self):
+        INFERENCE_MODE.push(self.inference)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        INFERENCE_MODE.pop()
+        return super().__exit__(*exc)
