@@ -8,16 +8,16 @@ __version__ = "0.1.0"
 
 from . import backend, cuda  # noqa: F401
 from . import ops as _ops  # noqa: F401  (attaches Tensor methods)
-from .autograd import (Size, Tensor, enable_grad, grad, is_grad_enabled, no_grad,  # noqa: F401
-                       set_grad_enabled)
+from .autograd import (Size, Tensor, enable_grad, grad, inference_mode,  # noqa: F401
+                       is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .backend import Device, DeviceError  # noqa: F401
 from .creation import (arange, as_tensor, empty, eye, from_numpy, full, ones, ones_like,  # noqa
                        rand, randint, randn, tensor, zeros, zeros_like)
 from .dtypes import bool_, float16, float32, float64, int32, int64  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
-from .ops import (abs, cat, clamp, exp, flatten, log, matmul, max, mean, min, permute,  # noqa
-                  relu, reshape, sigmoid, sqrt, stack, sum, tanh, transpose, where, argmax,
-                  argmin, topk, eq, ne)
+from .ops import (abs, cat, clamp, clone, exp, flatten, log, matmul, max, mean, min,  # noqa
+                  permute, relu, reshape, sigmoid, sqrt, stack, sum, tanh, transpose, where,
+                  argmax, argmin, topk, eq, ne)
 from .random import manual_seed  # noqa: F401
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy
 
 from .errors import MiniresError
-from .strict_device import copy_from_host, copy_to_host
+from .strict_device import copy_from_host, copy_to_host, memory_owner as _strict_owner
 from .strict_device import StrictArray, StrictTransferError, strict_numpy  # noqa: F401 (public)
 
 __all__ = [
@@ -185,6 +185,22 @@ def array_module(array: Any) -> ModuleType:
     if _cupy is not None and isinstance(array, _cupy.ndarray):
         return _cupy
     raise TypeError(f"not an array of any minires device: {type(array).__name__}")
+
+
+def memory_owner(array: Any) -> Any:
+    """The object that owns ``array``'s memory: the array itself or the end of its chain of
+    ``.base`` (all views of one memory end at the same owner, on every device)."""
+    if type(array) is numpy.ndarray:                # the common case, first
+        base = array.base
+        return array if base is None else base if type(base) is numpy.ndarray and \
+            base.base is None else memory_owner(base)
+    if isinstance(array, StrictArray):
+        return _strict_owner(array)
+    while True:
+        base = getattr(array, "base", None)
+        if base is None or base is array:       # (a dtype's .base is itself)
+            return array
+        array = base
 
 
 def to_host(array: Any) -> numpy.ndarray:

@@ -99,8 +99,8 @@ def _learning_rate(value: str) -> float:
         v = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}")
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"the learning rate must be a finite number > 0, got "
+    if not math.isfinite(v) or v < 0:       # 0 as PyTorch's optimisers: frozen weights
+        raise argparse.ArgumentTypeError(f"the learning rate must be a finite number >= 0, got "
                                          f"{value!r}")
     return v
 
@@ -441,13 +441,15 @@ def cmd_train(args) -> int:
         train_data = ShardedDataLoader(train, size, rank, batch_size=per_rank, shuffle=True,
                                        drop_last=len(train) >= args.batch_size, seed=args.seed,
                                        transform=transform, device=device)
+    settings = {k: getattr(args, k) for k in _TRAIN_SETTINGS} | {"model": name, "ranks": size}
+    if args.resume:
+        settings = _extension(checkpoint, settings, args, train)
     history = fit(model, train_data, test, epochs=args.epochs, steps=args.steps,
                   optimizer=paper_optimizer(model, lr=args.lr), batch_size=per_rank,
                   checkpoint=checkpoint, resume=args.resume, save_checkpoint=rank == 0,
                   progress=not args.no_progress and rank == 0, seed=args.seed,
                   transform=transform, warmup_steps=args.warmup_steps, device=device, desc=name,
-                  settings={k: getattr(args, k) for k in _TRAIN_SETTINGS} | {"model": name,
-                                                                           "ranks": size})
+                  settings=settings)
     if rank != 0:
         return 0
     write_json({"model": name, "history": history.to_dict()}, os.path.join(out, "history.json"))
@@ -540,6 +542,44 @@ def _end_job(status: int) -> None:
         from mpi4py import MPI
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(status)
+
+
+# the flags that only say how long a `minires train` runs: a finished run can be extended
+_RUN_LENGTH = ("epochs", "steps")
+
+
+def _extension(checkpoint: str, settings: dict, args, train) -> dict:
+    """``--resume`` of a finished run with a longer ``--epochs``/``--steps``: the settings to
+    resume with (the checkpoint's run length, so that only the total changes), after one line
+    saying so; the total it already reached: nothing more to train, as a plain resume of a
+    finished run. Anything else is left to ``fit``'s own check, except a shorter total or the
+    extension of an unfinished run, refused in one line."""
+    from . import serialization
+    from .data.loader import DataLoader
+    state = serialization.load(checkpoint)
+    saved = state.get("settings") if isinstance(state, dict) else None
+    if not saved or any(saved.get(k) != settings.get(k) for k in set(saved) | set(settings)
+                        if k not in _RUN_LENGTH) or \
+            all(saved.get(k) == settings.get(k) for k in _RUN_LENGTH):
+        return settings             # the same run, or another one (fit says what differs)
+    per_epoch = len(DataLoader(train, batch_size=args.batch_size,
+                               drop_last=len(train) >= args.batch_size))
+
+    def total(length: dict) -> int:
+        return int(length["steps"]) if length.get("steps") else int(length["epochs"]) * per_epoch
+
+    done, was, now = int(state["step"]), total(saved), total(settings)
+    if done < was:
+        raise CLIError(f"the run in {args.out} stopped at step {done} of its {was}: finish it "
+                       f"first (--resume with the flags it was started with), then extend it")
+    if now < done:
+        raise CLIError(f"the run in {args.out} already trained {done} steps and --epochs/--steps "
+                       f"ask for {now}: nothing to do; ask for more to extend it")
+    if now > done:
+        print(f"minires train: extending the finished run in {args.out} from step {done} to "
+              f"{now} (from its last checkpoint; the learning rate carries on from its last "
+              f"value)")
+    return settings | {k: saved.get(k) for k in _RUN_LENGTH}
 
 
 class _Stopped(BaseException):

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy
 
-__all__ = ["StrictArray", "StrictTransferError", "strict_numpy", "copy_to_host", "copy_from_host"]
+__all__ = ["StrictArray", "StrictTransferError", "strict_numpy", "copy_to_host", "copy_from_host",
+           "memory_owner"]
 
 
 class StrictTransferError(TypeError):
@@ -252,6 +253,15 @@ class _StrictUfunc:
 
 
 strict_numpy = _StrictModule("minires.strict_numpy", numpy)
+
+
+def memory_owner(array: StrictArray) -> Any:
+    """The NumPy object that owns a strict array's memory: for telling whether two arrays share
+    memory (an identity, no data crosses)."""
+    owner = array._a
+    while owner.base is not None:
+        owner = owner.base
+    return owner
 
 
 def copy_to_host(array: StrictArray) -> numpy.ndarray:

@@ -229,7 +229,8 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     tune_host_allocator()   # recycle host memory between steps (MINIRES_TUNE_MALLOC=0: don't)
     if device is not None:
         model.to(device)
-    device = _model_device(model)
+    # (a model of lazy modules only has no parameter to tell its device yet)
+    device = backend.normalize_device(device) if device is not None else _model_device(model)
     if steps is None and epochs is None:
         raise ValueError("fit: give steps= or epochs=")
     if steps is not None and epochs is not None:
@@ -241,6 +242,7 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     eval_every = int(eval_every) if eval_every else max(1, total // 10)
     if eval_every < 1:
         raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
+    _materialize_lazy_modules(model, loader, optimizer)
     optimizer = optimizer or paper_optimizer(model)
     scheduler = scheduler or paper_schedule(optimizer, total, warmup_steps, decay=lr_decay)
     callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
@@ -313,6 +315,30 @@ class ShardedDataLoader(DataLoader):
     def epoch_order(self, epoch: int):
         from .utils.data.distributed import shard_indices
         return shard_indices(super().epoch_order(epoch), self.num_replicas, self.rank)
+
+
+def _materialize_lazy_modules(model, loader, optimizer) -> None:
+    """Create the parameters of the model's lazy modules (``LazyLinear`` ...) before the optimiser
+    is built from ``model.parameters()``: one dry forward of the first batch, in evaluation mode
+    and without a graph, so no weight, statistic, random stream or loader position changes. An
+    optimiser built before (``optimizer=``) cannot know those parameters: that is refused."""
+    lazy = [type(m).__name__ for m in model.modules()
+            if getattr(m, "has_uninitialized_params", lambda: False)()]
+    if not lazy:
+        return
+    images, _ = loader.peek()
+    was_training = model.training
+    model.eval()
+    with no_grad():
+        model(images)
+    model.train(was_training)
+    if optimizer is not None:
+        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if any(id(p) not in known for p in model.parameters() if p.requires_grad):
+            raise ValueError(
+                f"fit: the optimizer was built before the lazy modules ({', '.join(lazy)}) had "
+                f"parameters, so it would never train them; run one batch through the model "
+                f"first (model(images)), then build the optimizer, or let fit build it")
 
 
 def _training_loader(train_data, batch_size: int, seed: int, transform, device) -> DataLoader:

@@ -229,9 +229,9 @@ def test_train_divergence_is_one_line_and_keeps_the_finite_checkpoint(tmp_path, 
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--lr", "-0.1"], "finite number > 0"),
-    (["train", "--lr", "nan"], "finite number > 0"),
-    (["degradation", "--lr", "inf"], "finite number > 0"),
+    (["train", "--lr", "-0.1"], "finite number >= 0"),
+    (["train", "--lr", "nan"], "finite number >= 0"),
+    (["degradation", "--lr", "inf"], "finite number >= 0"),
     (["train", "--seed", "-1"], ">= 0"),
     (["degradation", "--warmup-steps", "-5"], ">= 0"),
     (["gradflow", "--after-steps", "-1"], ">= 0"),
@@ -371,3 +371,47 @@ def test_device_default_is_the_flag_then_minires_device_then_cpu(monkeypatch):
     assert cli._device(None) == "cpu"
     with pytest.raises(cli.CLIError, match="tpu"):
         cli._device("tpu")
+
+
+def test_train_with_lr_zero_keeps_the_weights_and_moves_batch_norm(tmp_path, capsys):
+    out = str(tmp_path / "tr")
+    assert run(TRAIN + ["--lr", "0", "--out", out]) == 0
+    state = mr.load(os.path.join(out, "checkpoint.npz"))["model"]
+    mr.manual_seed(0)                       # the CLI's default seed, before building the model
+    initial = mr.models.get_model("resnet8", width=4)
+    for name, p in initial.named_parameters():
+        np.testing.assert_array_equal(state[name].numpy(), p.detach().numpy(), err_msg=name)
+    means = [v.numpy() for k, v in state.items() if k.endswith("running_mean")]
+    assert means and all(np.abs(m).sum() > 0 for m in means)
+
+
+def test_degradation_accepts_lr_zero():
+    assert _config(["--lr", "0"]).lr == 0.0
+
+
+def test_train_resume_extends_a_finished_run(tmp_path, capsys):
+    out = str(tmp_path / "tr")
+    assert run(TRAIN + ["--out", out]) == 0
+    first = json.load(open(os.path.join(out, "history.json")))["history"]
+    capsys.readouterr()
+    longer = TRAIN + ["--steps", "8"]                         # the last --steps counts
+    assert run(longer + ["--out", out, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "extending the finished run" in printed and "from step 4 to 8" in printed
+    hist = json.load(open(os.path.join(out, "history.json")))["history"]
+    assert hist["steps"] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert hist["train_loss"][:4] == first["train_loss"]
+    assert hist["lr"][4:] == [first["lr"][-1]] * 4          # the schedule's last value
+    # resumed again with the longer length: the finished extension, nothing more to train
+    assert run(longer + ["--out", out, "--resume"]) == 0
+    assert json.load(open(os.path.join(out, "history.json")))["history"]["steps"][-1] == 8
+
+
+def test_train_resume_with_fewer_steps_is_one_line(tmp_path, capsys):
+    out = str(tmp_path / "tr")
+    assert run(TRAIN + ["--out", out]) == 0
+    capsys.readouterr()
+    shorter = TRAIN + ["--steps", "2"]
+    assert run(shorter + ["--out", out, "--resume"]) == 1
+    line = one_line_error(capsys)
+    assert "already trained 4 steps" in line and "nothing to do" in line

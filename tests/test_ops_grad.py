@@ -228,6 +228,8 @@ SHAPE_OPS = {
     "pad-last": lambda x: mr.ops.pad(x, (1, 2)),
     "pad-two": lambda x: mr.ops.pad(x, (1, 0, 2, 1), value=0.5),
     "pad-all": lambda x: mr.ops.pad(x, (0, 1, 1, 0, 2, 2)),
+    "clone": lambda x: x.clone(),
+    "clone-fn": lambda x: mr.clone(x[:, 1:]),
 }
 
 

@@ -175,17 +175,17 @@ def test_inplace_on_a_saved_tensor_raises_instead_of_a_wrong_gradient(device):
     x = t64([0.5, 1.0], device, requires_grad=True)
     e = x.exp()
     e.add_(1)                   # exp's backward needs its output: changed
-    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         e.sum().backward()
     r = (x * 1).relu_()
     r.clamp_(max=0.7)           # as in PyTorch: relu's backward reads its (now changed) output
-    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         r.sum().backward()
     w = t64([1.0, 2.0], device, requires_grad=True)
     data = t64([3.0, 4.0], device)
     y = (w * data).sum()
     data += 1                   # mul saved `data`: its gradient for w would be wrong
-    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.backward()
     z = (w + data).sum()
     data += 1                   # add saves nothing: fine, as in PyTorch

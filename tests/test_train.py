@@ -212,3 +212,76 @@ def test_history_reads_json_nulls_back_as_nan():
     h = History.from_dict({"steps": [1, 2], "train_loss": [0.5, None], "diverged": True,
                            "diverged_step": 2})
     assert h.train_loss[0] == 0.5 and math.isnan(h.train_loss[1]) and h.diverged_step == 2
+
+
+# --- lazy modules ---
+
+def _lazy_model():
+    return mr.nn.Sequential(mr.nn.LazyConv2d(4, 3, padding=1), mr.nn.LazyBatchNorm2d(),
+                            mr.nn.ReLU(), mr.nn.AdaptiveAvgPool2d(1), mr.nn.Flatten(),
+                            mr.nn.LazyLinear(4))
+
+
+def test_fit_trains_the_weights_of_lazy_modules(device):
+    mr.manual_seed(0)
+    model = _lazy_model()
+    train = _easy_data(64)
+    loader = DataLoader(train, batch_size=16, shuffle=True, seed=0, device=device)
+    position = loader.state_dict()
+    h = fit(model, loader, steps=4, progress=False, device=device, lr_decay=False)
+    assert not h.diverged
+    linear, conv = model[5], model[0]
+    assert type(linear) is mr.nn.Linear and linear.in_features == 4
+    assert type(conv) is mr.nn.Conv2d and conv.in_channels == 3
+    # the dry forward changed nothing but the parameters' existence: train again from a copy
+    # of the materialised initial weights and compare: the lazy weights moved
+    mr.manual_seed(0)
+    twin = _lazy_model().to(device)
+    loader.load_state_dict(position)
+    twin(loader.peek()[0])                       # the same initial weights as fit's dry run
+    before = twin[5].weight.detach().numpy().copy()
+    assert not np.allclose(before, linear.weight.detach().numpy())
+    assert np.abs(model[1].running_mean.numpy()).sum() > 0      # trained in train mode
+
+
+def test_fit_refuses_an_optimizer_built_before_lazy_parameters_exist():
+    model = _lazy_model()
+    early = optim.SGD(list(model.parameters()) or [mr.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="optimizer was built before the lazy modules"):
+        fit(model, _easy_data(32), steps=1, batch_size=16, optimizer=early, progress=False)
+
+
+def test_peek_does_not_move_the_loader():
+    loader = DataLoader(_easy_data(64), batch_size=16, shuffle=True, seed=3)
+    images, labels = loader.peek()
+    first_images, first_labels = next(iter(loader))
+    np.testing.assert_array_equal(images.numpy(), first_images.numpy())
+    np.testing.assert_array_equal(labels.numpy(), first_labels.numpy())
+
+
+def test_resume_a_lazy_model(tmp_path):
+    path = str(tmp_path / "ck.npz")
+    train = _easy_data(64)
+    mr.manual_seed(0)
+    straight = _lazy_model()
+    fit(straight, train, steps=6, batch_size=16, eval_every=3, progress=False, seed=1)
+    mr.manual_seed(0)
+    first = _lazy_model()
+    fit(first, train, steps=6, batch_size=16, eval_every=3, progress=False, seed=1,
+        checkpoint=path)
+    # a fresh lazy model, never run: resuming creates its parameters from the checkpoint
+    h = fit(_lazy_model(), train, steps=9, batch_size=16, eval_every=3, progress=False, seed=1,
+            checkpoint=path, resume=True)
+    assert h.steps == [3, 6, 9]
+
+
+def test_load_state_dict_materialises_lazy_modules(device):
+    source = _lazy_model().to(device)
+    x = mr.randn(2, 3, 6, 6, device=device)
+    source.eval()
+    expected = source(x).numpy()
+    target = _lazy_model()
+    target.load_state_dict(source.state_dict())
+    target.eval()
+    assert type(target[5]) is mr.nn.Linear and target[5].weight.shape == (4, 4)
+    np.testing.assert_allclose(target.to(device)(x).numpy(), expected, rtol=1e-6)

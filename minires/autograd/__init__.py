@@ -4,7 +4,8 @@ Operations on tensors that require grad record a graph whose nodes are ``Functio
 the leaf tensors at its start); ``L.backward()`` walks it from ``L`` back to the leaves. One job
 per module, each built only on those above it:
 
-- :mod:`~minires.autograd.grad_mode`: ``no_grad``, ``enable_grad``, ``set_grad_enabled``;
+- :mod:`~minires.autograd.grad_mode`: ``no_grad``, ``enable_grad``, ``set_grad_enabled``,
+  ``inference_mode``;
 - :mod:`~minires.autograd.tensor`: ``Tensor`` (its fields and accessors) and ``Size``;
 - :mod:`~minires.autograd.anomaly`: ``detect_anomaly`` and its checks;
 - :mod:`~minires.autograd.function`: ``Function``, one node of the graph, and what it records;
@@ -17,5 +18,6 @@ from ..dtypes import as_dtype, bool_, float16, float32, float64, int32, int64  #
 from .anomaly import detect_anomaly, is_anomaly_enabled  # noqa: F401
 from .engine import grad, run_backward  # noqa: F401
 from .function import AccumulateGrad, Function  # noqa: F401
-from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from .grad_mode import (enable_grad, inference_mode, is_grad_enabled,  # noqa: F401
+                        is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .tensor import Size, Tensor, Variable, parse_to_args, zero_grads  # noqa: F401

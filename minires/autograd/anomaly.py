@@ -1,7 +1,8 @@
 """Anomaly mode: which operation made the first NaN or infinity?
 
-Under ``detect_anomaly()``, ``Function.apply`` calls :func:`check_forward` on every output and
-the engine calls :func:`check_backward` on every gradient a node returns.
+Under ``detect_anomaly()`` (per thread, as grad mode), ``Function.apply`` calls
+:func:`check_forward` on every output and the engine calls :func:`check_backward` on every
+gradient a node returns.
 """
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ import numpy
 
 from .. import backend
 from ..errors import AnomalyError
+from .grad_mode import ThreadMode
 from .tensor import Tensor
 
-_anomaly_enabled = False     # read once per operation; off costs one call, nothing more
+# per thread, kept on a stack (not on the context object): safe as a decorator, re-entrant
+ANOMALY_MODE = ThreadMode(default=False)
 
 
 def is_anomaly_enabled() -> bool:
-    return _anomaly_enabled
+    return ANOMALY_MODE.get()
 
 
 class detect_anomaly(contextlib.ContextDecorator):
@@ -31,13 +34,11 @@ class detect_anomaly(contextlib.ContextDecorator):
     """
 
     def __enter__(self):
-        global _anomaly_enabled
-        self._previous, _anomaly_enabled = _anomaly_enabled, True
+        ANOMALY_MODE.push(True)
         return self
 
     def __exit__(self, *exc):
-        global _anomaly_enabled
-        _anomaly_enabled = self._previous
+        ANOMALY_MODE.pop()
         return False
 
 

@@ -9,8 +9,9 @@ only after *all* the nodes that consumed its output, so the gradient reaching a 
 At each node, :func:`run_backward` does four things, each a helper below: run the gradient hooks
 of the node's tensor (:func:`run_hooks`), hand the gradient to whoever asked for it
 (:func:`deliver`: a leaf's ``.grad``, a ``retain_grad`` tensor, or ``grad()``'s capture), compute
-the gradients of the node's inputs (:func:`input_gradients`), and add them to what is pending for
-those inputs.
+the gradients of the node's inputs (:func:`input_gradients`: the version check, the node's
+backward, the anomaly check and the shape check), and add them to what is pending for those
+inputs (:func:`add_pending`).
 
 The graph is freed after ``backward()`` (the arrays saved for backward and the links to the inputs
 are dropped, :func:`free`) unless ``retain_graph=True``, so memory does not grow over a training
@@ -46,13 +47,11 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False,
                 continue
             node_grad = run_hooks(node, node_grad)
             deliver(node, node_grad, capture)
-            if isinstance(node, Tensor):   # a leaf: the gradient ends here
-                continue
-            for parent, parent_grad in zip(node.inputs, input_gradients(node, node_grad)):
-                if parent_grad is not None:
+            if isinstance(node, Function):     # (a leaf's gradient ended in deliver)
+                for parent, parent_grad in zip(node.inputs, input_gradients(node, node_grad)):
                     add_pending(pending, parent, parent_grad)
-            if not retain_graph:
-                free(node)
+                if not retain_graph:
+                    free(node)
 
 
 def topological_order(root) -> list:
@@ -65,21 +64,24 @@ def topological_order(root) -> list:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        if isinstance(node, Function):
-            if node.freed:
-                raise RuntimeError(
-                    "Trying to backward through the graph a second time (its saved arrays were "
-                    "freed by the first backward). Pass retain_graph=True to the first "
-                    "backward() if you need to backward twice.")
-            for parent in node.inputs:
-                if parent is not None and id(parent) not in visited:
-                    stack.append((parent, False))
+        elif id(node) not in visited:
+            visited.add(id(node))
+            stack.append((node, True))
+            stack.extend((parent, False) for parent in parents(node)
+                         if id(parent) not in visited)
     return order
+
+
+def parents(node) -> tuple:
+    """The graph nodes of a node's inputs (none for a leaf); refuses a freed node."""
+    if not isinstance(node, Function):
+        return ()
+    if node.freed:
+        raise RuntimeError(
+            "Trying to backward through the graph a second time (its saved arrays were freed by "
+            "the first backward). Pass retain_graph=True to the first backward() if you need to "
+            "backward twice.")
+    return tuple(parent for parent in node.inputs if parent is not None)
 
 
 # --- one node ---
@@ -110,31 +112,32 @@ def deliver(node, grad, capture: dict | None) -> None:
 
 def input_gradients(fn: Function, grad) -> list:
     """``fn``'s backward at ``grad``: one checked gradient array per input, None where no
-    gradient is needed. Refuses to run when a saved tensor was changed in place."""
+    gradient is needed. Refuses to run when a tensor it kept was changed in place."""
     check_versions(fn)
     returned = fn.backward(grad)
     if not isinstance(returned, tuple):
         returned = (returned,)
     if is_anomaly_enabled():
         check_backward(fn, grad, returned)
-    result = []
-    for parent, parent_grad, needed in zip(fn.inputs, returned, fn.needs_input_grad):
-        if not needed or parent_grad is None:
-            result.append(None)
-            continue
-        parent_grad = _as_array(parent_grad)
-        shape, dtype = _shape_and_dtype(parent)
-        if tuple(parent_grad.shape) != shape or parent_grad.dtype != dtype:
-            raise RuntimeError(
-                f"{fn.name}.backward returned a gradient of shape {tuple(parent_grad.shape)} "
-                f"dtype {parent_grad.dtype} for an input of shape {shape} dtype {dtype} "
-                f"(a bug in that op)")
-        result.append(parent_grad)
-    return result
+    return [check_gradient(fn, parent, _as_array(g)) if needed and g is not None else None
+            for parent, g, needed in zip(fn.inputs, returned, fn.needs_input_grad)]
+
+
+def check_gradient(fn: Function, parent, grad):
+    """``grad`` if it has the shape and dtype of the input ``parent``, else a clear error."""
+    shape, dtype = _shape_and_dtype(parent)
+    if tuple(grad.shape) != shape or grad.dtype != dtype:
+        raise RuntimeError(
+            f"{fn.name}.backward returned a gradient of shape {tuple(grad.shape)} dtype "
+            f"{grad.dtype} for an input of shape {shape} dtype {dtype} (a bug in that op)")
+    return grad
 
 
 def add_pending(pending: dict, node, grad) -> None:
-    """Add ``grad`` to the gradient pending for ``node`` (a node used twice gets the sum)."""
+    """Add ``grad`` to the gradient pending for ``node`` (a node used twice gets the sum);
+    nothing for None (no gradient flows to that input)."""
+    if grad is None:
+        return
     key = id(node)
     pending[key] = _as_array(pending[key] + grad) if key in pending else grad
 

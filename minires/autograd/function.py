@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy
 
+from ..backend import memory_owner
 from .anomaly import check_forward, is_anomaly_enabled
 from .grad_mode import is_grad_enabled
 from .tensor import Tensor
@@ -22,7 +23,10 @@ class Function:
 
     ``forward(self, *args, **kwargs)`` receives the arrays of the Tensor arguments (other
     arguments as they are) and returns one array; it keeps what backward needs with
-    ``self.save_for_backward(...)`` or as attributes. ``backward(self, grad_output)`` returns one
+    ``self.save_for_backward(...)`` or as attributes. Whatever it keeps that is the memory of an
+    input or of the output is found there when the node is built, and its version recorded
+    (:func:`record_saved_versions`): no flag to declare, none to forget. ``backward(self,
+    grad_output)`` returns one
     gradient array per positional argument of ``apply`` (None where there is none, e.g. for a
     non-tensor argument, or where ``self.needs_input_grad[i]`` is False).
 
@@ -35,11 +39,6 @@ class Function:
     # freeing the graph clears that dict in one step.
     __slots__ = ("inputs", "saved_tensors", "needs_input_grad", "freed", "output_shape",
                  "output_dtype", "output_hooks", "retained_output", "__dict__")
-
-    # Which tensors the backward reads (for the in-place check, see ``Tensor._version``): the
-    # inputs' values (most ops) and/or the output's (exp, sqrt, relu, sigmoid, tanh).
-    saves_inputs = True
-    saves_output = False
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -86,7 +85,9 @@ class Function:
             check_forward(fn, args, out)
         requires_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
         result = Tensor._wrap(out, requires_grad=requires_grad)
+        share_counter_if_view(result, tensors)
         if requires_grad:
+            fn.saved_versions = record_saved_versions(fn, args, result)   # before fn gets more
             fn.inputs = tuple(graph_node(a) for a in args)
             fn.needs_input_grad = tuple(node is not None for node in fn.inputs)
             fn.arg_is_tensor = tuple(isinstance(a, Tensor) for a in args)
@@ -95,7 +96,6 @@ class Function:
             fn.retained_output = None
             fn.freed = False
             result._ctx = fn
-            fn.versions = record_versions(cls, args, result)
         return result
 
     def __repr__(self):
@@ -117,28 +117,79 @@ class AccumulateGrad:
         return "<AccumulateGrad>"
 
 
-def record_versions(cls, args, result) -> tuple:
-    """The version of every tensor whose value the node's backward depends on: its saved inputs
-    (``cls.saves_inputs``) and its output when the backward reads it (``cls.saves_output``).
-    (The graph itself records nodes, not tensors, so an in-place op that rebinds a tensor to a
-    new node cannot misroute a gradient.)"""
-    seen = [(a._version, a._version[0]) for a in args
-            if isinstance(a, Tensor) and cls.saves_inputs]
-    if cls.saves_output:
-        seen.append((result._version, result._version[0]))
-    return tuple(seen)
+# --- the version check (PyTorch's version counter, Chainer's ``retain_inputs``) ---
+#
+# Every piece of memory has one version counter (``Tensor._version``), shared by every tensor
+# that looks at it: views, ``.data``, ``detach()``. Every write bumps it. A node records, when it
+# is built, the version of exactly the tensors whose memory it keeps for backward (found in what
+# its forward kept, so the record cannot drift from the saved data); backward refuses to run when
+# one of them changed since.
+
+def share_counter_if_view(result: Tensor, tensors) -> None:
+    """An operation whose output is a view of an input's memory (``view``, ``reshape`` when it
+    does not copy, ``permute``, basic indexing, ``expand`` ...) gives the output that input's
+    version counter: a write through either is a write to both."""
+    owner = memory_owner(result.array)
+    for t in tensors:
+        if memory_owner(t.array) is owner:
+            result._version = t._version
+            return
+
+
+class SavedVersion:
+    """One tensor a node keeps for backward: its counter, the version it had, and what to call
+    it in the error (its argument position, or None for the output; its shape and dtype)."""
+    __slots__ = ("counter", "version", "position", "shape", "dtype")
+
+    def __init__(self, tensor: Tensor, position: int | None):
+        self.counter, self.version, self.position = tensor._version, tensor._version[0], position
+        self.shape, self.dtype = tensor.array.shape, tensor.array.dtype
+
+    @property
+    def what(self) -> str:
+        return "output" if self.position is None else f"input {self.position}"
+
+
+def kept_arrays(fn) -> list:
+    """What ``fn``'s forward kept: ``save_for_backward``'s arrays and the attributes it set
+    (looked into one level of tuples, lists and dicts); not only arrays, which is harmless: only
+    an array has the memory of an input."""
+    kept = list(getattr(fn, "saved_tensors", None) or ())
+    for v in fn.__dict__.values():
+        if type(v) is tuple or type(v) is list:
+            kept.extend(v)
+        elif type(v) is dict:
+            kept.extend(v.values())
+        else:
+            kept.append(v)
+    return [k for k in kept if hasattr(k, "shape")]
+
+
+def record_saved_versions(fn, args, result) -> tuple:
+    """A :class:`SavedVersion` for every input (and the output) whose memory ``fn`` keeps."""
+    kept = kept_arrays(fn)
+    if not kept:
+        return ()
+    owners = {id(memory_owner(k)) for k in kept}
+    saved = [SavedVersion(a, i) for i, a in enumerate(args)
+             if isinstance(a, Tensor) and id(memory_owner(a.array)) in owners]
+    if id(memory_owner(result.array)) in owners:
+        saved.append(SavedVersion(result, None))
+    return tuple(saved)
 
 
 def check_versions(ctx) -> None:
     """Refuse to backward through a node whose saved tensors were changed in place since the
-    forward (PyTorch's version-counter check): the gradient would be silently wrong."""
-    for counter, version in getattr(ctx, "versions", ()):
-        if counter[0] != version:
+    forward (PyTorch's check and message): the gradient would be silently wrong."""
+    for saved in getattr(ctx, "saved_versions", ()):
+        if saved.counter[0] != saved.version:
             raise RuntimeError(
-                f"one of the tensors needed for the gradient of {ctx.name} has been modified by "
-                f"an in-place operation (it is at version {counter[0]}, expected {version}); "
-                f"use the out-of-place op (x = x + y, not x += y or x.add_(y)), or .clone() "
-                f"the tensor before changing it")
+                f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: the {saved.what} of {ctx.name} (a {saved.dtype} tensor of "
+                f"shape {saved.shape}) is at version {saved.counter[0]}; expected version "
+                f"{saved.version} instead. Hint: .clone() the tensor before changing it in place "
+                f"(or use the out-of-place op, x = x + y), and call optimizer.step() only after "
+                f"loss.backward()")
 
 
 def graph_node(value):

@@ -1,44 +1,123 @@
 """Grad mode: whether operations build a graph (``no_grad``, ``enable_grad``,
-``set_grad_enabled``). Training vs evaluation is a separate flag, on ``nn.Module``.
+``set_grad_enabled``, ``inference_mode``). Training vs evaluation is a separate flag, on ``nn.Module``.
 
 The flag is per thread, as in PyTorch: a data-loading thread does not switch off the graph of
-the training loop.
+the training loop. The context managers keep the mode they replace on a per-thread stack, never
+on themselves, so one object can be entered again before it is left: as a decorator (one
+instance serves every call, recursive ones included, from every thread), or in nested ``with``
+blocks. :class:`ThreadMode` is that mechanism, shared with ``detect_anomaly``.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
 
-_state = threading.local()
+
+class ThreadMode:
+    """A boolean mode per thread, with a stack of the values that entering a context replaced."""
+
+    def __init__(self, default: bool):
+        self.default = default
+        self._local = threading.local()
+
+    def get(self) -> bool:
+        return getattr(self._local, "value", self.default)
+
+    def set(self, value: bool) -> None:
+        self._local.value = bool(value)
+
+    def push(self, value: bool) -> None:
+        """Switch to ``value``, remembering the current value for :meth:`pop`."""
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        stack.append(self.get())
+        self.set(value)
+
+    def pop(self) -> None:
+        """Go back to the value the matching :meth:`push` replaced."""
+        self.set(self._local.stack.pop())
+
+
+GRAD_MODE = ThreadMode(default=True)
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "grad_enabled", True)
+    return GRAD_MODE.get()
 
 
-@contextlib.contextmanager
-def set_grad_enabled(mode: bool):
-    previous = is_grad_enabled()
-    _state.grad_enabled = bool(mode)
-    try:
-        yield
-    finally:
-        _state.grad_enabled = previous
+class _GradModeContext(contextlib.ContextDecorator):
+    """Enter: switch grad mode to ``self.mode``; exit (also on an exception): switch back."""
 
-
-class no_grad(contextlib.ContextDecorator):
-    """Context manager (and decorator) under which operations record no graph."""
+    mode: bool
 
     def __enter__(self):
-        self._previous = is_grad_enabled()
-        _state.grad_enabled = False
+        GRAD_MODE.push(self.mode)
+        return self
 
     def __exit__(self, *exc):
-        _state.grad_enabled = self._previous
+        GRAD_MODE.pop()
         return False
 
 
-class enable_grad(no_grad):
+class no_grad(_GradModeContext):
+    """Context manager (and decorator) under which operations record no graph."""
+    mode = False
+
+
+class enable_grad(_GradModeContext):
+    """Context manager (and decorator) under which operations record a graph again (inside
+    ``no_grad``)."""
+    mode = True
+
+
+class set_grad_enabled(_GradModeContext):
+    """``set_grad_enabled(mode)``: as PyTorch's, it switches grad mode at once (so a plain call
+    ``mr.set_grad_enabled(False)`` works), and as a context manager or decorator it switches back
+    on exit."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self._before_init = is_grad_enabled()    # what the first `with` restores
+        GRAD_MODE.set(self.mode)
+
     def __enter__(self):
-        self._previous = is_grad_enabled()
-        _state.grad_enabled = True
+        # `with set_grad_enabled(m):` is entered just after __init__ switched: restore what was
+        # there before the call, not the value __init__ set
+        if self._before_init is not None:
+            GRAD_MODE.set(self._before_init)
+            self._before_init = None
+        return super().__enter__()
+
+    def __call__(self, func):
+        # as a decorator: undo the switch made at decoration time; each call switches for itself
+        if self._before_init is not None:
+            GRAD_MODE.set(self._before_init)
+            self._before_init = None
+        return super().__call__(func)
+
+
+INFERENCE_MODE = ThreadMode(default=False)
+
+
+def is_inference_mode_enabled() -> bool:
+    return INFERENCE_MODE.get()
+
+
+class inference_mode(_GradModeContext):
+    """``inference_mode(mode=True)``: PyTorch's context manager (and decorator) for evaluation,
+    here ``no_grad`` that also says so to ``is_inference_mode_enabled()``. The tensors made inside
+    are ordinary tensors that require no grad (PyTorch's "inference tensors" also refuse to join
+    a graph later; minires' do not)."""
+
+    def __init__(self, mode: bool = True):
+        self.inference = bool(mode)
+        self.mode = not self.inference
+
+    def __enter__(self):
+        INFERENCE_MODE.push(self.inference)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        INFERENCE_MODE.pop()
+        return super().__exit__(*exc)

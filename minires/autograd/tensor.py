@@ -45,9 +45,10 @@ class Tensor:
     that require grad record the graph that ``backward()`` walks.
     """
 
-    # ``_version``: a one-element list counting the in-place changes of this tensor's value,
-    # shared with its ``detach()``-ed aliases (as PyTorch's version counter); a node records the
-    # versions it depends on and backward refuses to run when one changed
+    # ``_version``: a one-element list counting the writes to this tensor's memory, shared by
+    # every tensor that looks at that memory (its views, ``.data``, ``detach()``); every write
+    # bumps it (in-place ops, optimiser steps, ``load_state_dict``). A node records the versions
+    # of the tensors it keeps for backward, and backward refuses to run when one changed
     # (``function.check_versions``).
     __slots__ = ("array", "requires_grad", "grad", "_ctx", "_hooks", "_version", "__weakref__")
     __array_priority__ = 1000
@@ -89,14 +90,20 @@ class Tensor:
     @property
     def data(self) -> "Tensor":
         """This tensor's values as a new tensor that shares its memory and is cut from the graph
-        (PyTorch's ``.data``). The raw array is ``.array``; ``.numpy()`` copies it to the host."""
-        return Tensor._wrap(self.array)
+        (PyTorch's ``.data``). The raw array is ``.array``; ``.numpy()`` copies it to the host.
+        Unlike PyTorch's, it shares the version counter too: changing it in place while a graph
+        still needs the old values is caught by backward (PyTorch's gradient would be wrong)."""
+        t = Tensor._wrap(self.array)
+        t._version = self._version
+        return t
 
     @data.setter
     def data(self, value) -> None:
         array = value.array if isinstance(value, Tensor) else value
         backend.device_of_array(array)  # raises for anything that is not an array of a device
         self.array = array
+        # other memory, other counter (what the graph kept of the old memory is intact)
+        self._version = value._version if isinstance(value, Tensor) else [0]
 
     @property
     def shape(self) -> Size:
@@ -207,6 +214,10 @@ class Tensor:
         t = Tensor._wrap(self.array)
         t._version = self._version
         return t
+
+    def _bump_version(self) -> None:
+        """Count a write to this tensor's memory (every tensor viewing it sees the new count)."""
+        self._version[0] += 1
 
     def detach_(self) -> "Tensor":
         self._ctx = None

@@ -268,6 +268,13 @@ class DataLoader:
         device = self.device if self.device is not None else backend.default_device()
         return self._serve(epoch, start, order, device, self._iteration)
 
+    def peek(self) -> tuple[Tensor, Tensor]:
+        """The first batch of the epoch the next iteration serves, without moving the loader (a
+        dry run: ``fit`` uses it to create the parameters of lazy modules)."""
+        epoch = self._next_epoch
+        device = self.device if self.device is not None else backend.default_device()
+        return next(self._serve(epoch, 0, self.epoch_order(epoch), device, iteration=None))
+
     def _serve(self, epoch, start, order, device, iteration):
         for b in range(start, len(self)):
             indices = order[b * self.batch_size:(b + 1) * self.batch_size]

@@ -178,6 +178,7 @@ def loss_landscape(model, data, *, grid: int = 11, span: float = 1.0,
     def loss_at(alpha, beta):
         for p, w, a, b in zip(params, weights, d1, d2):
             p.array[...] = w + alpha * a + beta * b
+            p._bump_version()               # written in place (a graph that kept p would see it)
         loss, error = evaluate(model, data, batch_size=batch_size)
         if bar is not None:
             bar.update(1)
@@ -198,6 +199,7 @@ def loss_landscape(model, data, *, grid: int = 11, span: float = 1.0,
     finally:
         for p, w in zip(params, weights):
             p.array[...] = w
+            p._bump_version()
         if bar is not None:
             bar.close()
     n = len(data.dataset) if isinstance(data, DataLoader) else len(data)

@@ -40,7 +40,8 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
 
 def _fill(t: Tensor, host_values: numpy.ndarray) -> Tensor:
     with no_grad():
-        t.array = backend.to_device(host_values.astype(t.dtype), t.device)
+        t.array[...] = backend.to_device(host_values.astype(t.dtype), t.device)
+    t._bump_version()               # written in place, as torch.nn.init: views see it
     return t
 
 

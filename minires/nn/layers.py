@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy
 
-from .. import creation
+from .. import backend, creation
 from ..autograd import Tensor
 from ..ops.arguments import pair, pool_stride
 from . import functional as F
@@ -135,6 +135,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or self.running_mean is None
         if self.training and self.running_mean is not None:
             self.num_batches_tracked.array += 1
+            self.num_batches_tracked._bump_version()
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             use_batch_stats, self.momentum, self.eps)
 
@@ -198,10 +199,36 @@ class _Lazy:
             self.__class__ = self.cls_to_become
         return Module.__call__(self, *args, **kwargs)
 
+    # (state key, the input size it gives): what a checkpoint tells of the input, per layer
+    _sizing_keys: tuple = ()
+
+    def materialize_from_state(self, state_dict, prefix: str) -> None:
+        """Create the parameters with the sizes a checkpoint's entries have (``load_state_dict``
+        into a model whose lazy modules never saw an input, as PyTorch materialises an
+        uninitialised parameter on load); nothing when the checkpoint lacks them."""
+        for key, input_size in self._sizing_keys:
+            value = state_dict.get(prefix + key)
+            if value is None or not hasattr(value, "shape"):
+                continue
+            array = getattr(value, "array", value)
+            self.initialize_parameters(_InputLike(input_size(self, tuple(value.shape)),
+                                                  array.dtype, backend.device_of_array(array)))
+            self.__class__ = self.cls_to_become
+            return
+
+
+class _InputLike:
+    """What ``initialize_parameters`` reads of an input (its shape, dtype and device), without
+    the data: the input a checkpoint implies."""
+
+    def __init__(self, shape, dtype, device):
+        self.shape, self.dtype, self.device = shape, dtype, device
+
 
 class LazyConv2d(_Lazy, Conv2d):
     """``Conv2d`` whose ``in_channels`` is the channel count of its first input."""
     cls_to_become = Conv2d
+    _sizing_keys = (("weight", lambda self, w: (1, w[1] * self.groups, 1, 1)),)
 
     def __init__(self, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, dtype=None, device=None):
@@ -228,6 +255,7 @@ class LazyConv2d(_Lazy, Conv2d):
 class LazyLinear(_Lazy, Linear):
     """``Linear`` whose ``in_features`` is the last dim of its first input."""
     cls_to_become = Linear
+    _sizing_keys = (("weight", lambda self, w: (1, w[1])),)
 
     def __init__(self, out_features: int, bias: bool = True, dtype=None, device=None):
         Module.__init__(self)
@@ -245,6 +273,8 @@ class LazyLinear(_Lazy, Linear):
 class LazyBatchNorm2d(_Lazy, BatchNorm2d):
     """``BatchNorm2d`` whose ``num_features`` is the channel count of its first input."""
     cls_to_become = BatchNorm2d
+    _sizing_keys = (("weight", lambda self, w: (1, w[0], 1, 1)),
+                    ("running_mean", lambda self, m: (1, m[0], 1, 1)))
 
     def __init__(self, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype=None, device=None):

@@ -271,8 +271,12 @@ class Module:
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values into this module's parameters and buffers (on their current devices and
-        dtypes). With ``strict``, missing or unexpected keys raise a KeyError listing them; a
+        dtypes); lazy modules that never saw an input get parameters of the checkpoint's sizes
+        first. With ``strict``, missing or unexpected keys raise a KeyError listing them; a
         shape mismatch always raises."""
+        for name, module in self.named_modules():
+            if getattr(module, "has_uninitialized_params", lambda: False)():
+                module.materialize_from_state(state_dict, f"{name}." if name else "")
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -308,7 +312,10 @@ class Module:
                     raise TypeError(f"load_state_dict: {k} is a {type(array).__name__}, not an "
                                     f"array or Tensor")
                 array = backend.to_device(array, live.device)   # any device -> the live one
-                live.array = array.astype(live.dtype, copy=True)
+                # into the live memory, as PyTorch's copy_: views of it see the values, and a
+                # graph that kept it refuses to backward
+                live.array[...] = array.astype(live.dtype, copy=False)
+                live._bump_version()
         return _IncompatibleKeys(missing, unexpected)
 
     # --- printing ---

@@ -11,6 +11,6 @@ from .linalg import linear, matmul
 from .nn_ops import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, cross_entropy, dropout,
                      group_norm, log_softmax, max_pool2d, mse_loss, nll_loss, softmax)
 from .reduce import amax, argmax, argmin, max, mean, min, sum, topk
-from .shape import (cat, expand, flatten, getitem, pad, permute, reshape, squeeze, stack,
+from .shape import (cat, clone, expand, flatten, getitem, pad, permute, reshape, squeeze, stack,
                     transpose, unsqueeze, view, zero_pad_shortcut)
 from . import methods as _methods  # noqa: F401  (attaches the Tensor methods)

@@ -115,7 +115,6 @@ def constant_like(value, ref: Tensor, op: str = "op") -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 class Add(Function):
-    saves_inputs = False
 
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
@@ -127,7 +126,6 @@ class Add(Function):
 
 
 class Sub(Function):
-    saves_inputs = False
 
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
@@ -191,7 +189,6 @@ def div(a, b) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 class Neg(Function):
-    saves_inputs = False
 
     def forward(self, x):
         return -x
@@ -213,7 +210,6 @@ class Pow(Function):
 
 
 class Exp(Function):
-    saves_inputs, saves_output = False, True
 
     def forward(self, x):
         y = backend.array_module(x).exp(x)
@@ -236,7 +232,6 @@ class Log(Function):
 
 
 class Sqrt(Function):
-    saves_inputs, saves_output = False, True
 
     def forward(self, x):
         y = backend.array_module(x).sqrt(x)
@@ -260,7 +255,6 @@ class Abs(Function):
 
 
 class ReLU(Function):
-    saves_inputs, saves_output = False, True
 
     def forward(self, x):
         y = backend.array_module(x).maximum(x, 0)
@@ -276,7 +270,6 @@ class ReLU(Function):
 
 
 class Sigmoid(Function):
-    saves_inputs, saves_output = False, True
 
     def forward(self, x):
         xp = backend.array_module(x)
@@ -291,7 +284,6 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
-    saves_inputs, saves_output = False, True
 
     def forward(self, x):
         y = backend.array_module(x).tanh(x)
@@ -383,7 +375,6 @@ class Identity(Function):
     """``y = x`` as a graph node of its own: hooking ``y`` sees only the gradient that flows
     through ``y``'s consumers, even when ``x`` has other consumers too (how the diagnostics split
     a block's input gradient into its shortcut and branch parts)."""
-    saves_inputs = False
 
 
     def forward(self, x):
@@ -402,7 +393,6 @@ def identity(x: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 class Cast(Function):
-    saves_inputs = False
 
     def forward(self, x, dtype):
         self.source = x.dtype
@@ -413,7 +403,6 @@ class Cast(Function):
 
 
 class Transfer(Function):
-    saves_inputs = False
 
     def forward(self, x, device):
         self.source = backend.device_of_array(x)

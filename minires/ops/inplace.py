@@ -9,12 +9,13 @@
   and ``p.data.sub_(lr * p.grad)`` changes ``p``.
 * **Inside the graph** the operation is computed out of place on a snapshot of the tensor, and the
   tensor object is then rebound to the result (its values and its ``grad_fn``). The old memory is
-  left untouched, so arrays saved for backward by earlier nodes stay valid; but a *view* taken of
-  the tensor earlier (``v = x[0]``) does not see the change, unlike PyTorch (see
-  ``docs/vs-pytorch.md``).
-* Every in-place change bumps the tensor's **version counter**; a node whose backward reads a
-  tensor records its version at forward time, and backward raises if it changed since (PyTorch's
-  check), instead of computing a silently wrong gradient.
+  left with its old values, but counts as written: a node that kept it refuses to backward, as in
+  PyTorch. A *view* taken of the tensor earlier (``v = x[0]``) does not see the change, unlike
+  PyTorch (see ``docs/vs-pytorch.md``).
+* Every write bumps the **version counter** of the memory written, shared by every tensor that
+  views it (views, ``.data``, ``detach()``); a node records the versions of the tensors it keeps
+  for backward, and backward raises if one changed since (PyTorch's check and message) instead
+  of computing a silently wrong gradient.
 """
 from __future__ import annotations
 
@@ -42,17 +43,50 @@ def apply_inplace(x: Tensor, op: str, compute, *others) -> Tensor:
             out = compute(x)
         _check_result(x, out, op)
         if out.array is not x.array:
-            x.array[...] = out.array
+            _write(x, out.array, op)
         x._version[0] += 1
         return x
-    snapshot = Tensor._wrap(x.array, x.requires_grad)   # the old value, with the old graph
-    snapshot._ctx = x._ctx
-    out = compute(snapshot)
-    _check_result(x, out, op)
-    x._version[0] += 1            # nodes that consumed the old `x` object now refuse to backward
+    x._version[0] += 1      # x's memory counts as written: nodes that kept it refuse backward
+    try:
+        out = compute(_snapshot(x, x.array))
+        if _keeps_memory_of(out, x):
+            # the new node keeps the old value for its backward (mul_, div_): keep a copy of it,
+            # as PyTorch does, so that a later write through an alias of that memory cannot
+            # reach it
+            out = compute(_snapshot(x, x.array.copy()))
+        _check_result(x, out, op)
+    except Exception:
+        x._version[0] -= 1  # nothing was written
+        raise
     x.array, x._ctx, x.requires_grad = out.array, out._ctx, out.requires_grad
-    x._version = out._version     # x now *is* the new value
+    x._version = out._version     # x now *is* the new value, in new memory
     return x
+
+
+def _write(x: Tensor, values, op: str) -> None:
+    try:
+        x.array[...] = values
+    except ValueError as exc:       # NumPy: an expand()-ed view is read-only
+        raise RuntimeError(
+            f"{op}: the tensor of shape {x.shape} cannot be written in place ({exc}): an "
+            f"expand()-ed view (several elements share one memory location) or read-only "
+            f"memory; .clone() it first") from None
+
+
+def _snapshot(x: Tensor, array) -> Tensor:
+    """The old value of ``x`` with its place in the graph (and, when ``array`` is its memory,
+    that memory's version counter)."""
+    snapshot = Tensor._wrap(array, x.requires_grad)
+    snapshot._ctx = x._ctx
+    if array is x.array:
+        snapshot._version = x._version
+    return snapshot
+
+
+def _keeps_memory_of(out: Tensor, x: Tensor) -> bool:
+    """Whether the node that computed ``out`` recorded ``x``'s memory among what it keeps."""
+    saved = getattr(out._ctx, "saved_versions", ()) if out._ctx is not None else ()
+    return any(s.counter is x._version for s in saved)
 
 
 def _check_result(x: Tensor, out: Tensor, op: str) -> None:

@@ -56,7 +56,7 @@ _METHODS = {
     "expand_as": S.expand_as, "view_as": S.view_as, "reshape": _reshape, "view": _reshape,
     "flatten": S.flatten,
     "permute": S.permute, "transpose": _transpose, "t": S.t, "squeeze": S.squeeze,
-    "unsqueeze": S.unsqueeze, "to": _to,
+    "unsqueeze": S.unsqueeze, "to": _to, "clone": S.clone,
 }
 _METHODS.update(I.INPLACE_METHODS)   # add_, zero_, x += y ... (see ops/inplace.py)
 for _name, _fn in _METHODS.items():

@@ -138,8 +138,13 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                              f"input shape {input.shape}")
     rm = running_mean.array if running_mean is not None else None
     rv = running_var.array if running_var is not None else None
-    return BatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv,
-                           training=bool(training), momentum=float(momentum), eps=float(eps))
+    out = BatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv,
+                          training=bool(training), momentum=float(momentum), eps=float(eps))
+    if training:            # the running buffers were written in place: count it
+        for buffer in (running_mean, running_var):
+            if buffer is not None:
+                buffer._bump_version()
+    return out
 
 
 # --- group norm ---
@@ -179,7 +184,6 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
 # --- pooling ---
 
 class MaxPool2d(Function):
-    saves_inputs = False
 
     def forward(self, x, *, kernel_size, stride, padding):
         y, self.cache = pool_kernel.max_pool2d_forward(x, kernel_size, stride, padding)
@@ -190,7 +194,6 @@ class MaxPool2d(Function):
 
 
 class AvgPool2d(Function):
-    saves_inputs = False
 
     def forward(self, x, *, kernel_size, stride, padding):
         y, self.cache = pool_kernel.avg_pool2d_forward(x, kernel_size, stride, padding)
@@ -201,7 +204,6 @@ class AvgPool2d(Function):
 
 
 class AdaptiveAvgPool2d(Function):
-    saves_inputs = False
 
     def forward(self, x, *, output_size):
         y, self.cache = pool_kernel.adaptive_avg_pool2d_forward(x, output_size)
@@ -248,7 +250,6 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
 # --- losses ---
 
 class LogSoftmax(Function):
-    saves_inputs, saves_output = False, True
 
     def forward(self, x, *, axis):
         y = loss_kernel.log_softmax(x, axis)
@@ -337,7 +338,6 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 class Dropout(Function):
-    saves_inputs = False
 
     def forward(self, x, *, mask, scale):
         self.mask = mask * scale

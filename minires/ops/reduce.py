@@ -40,7 +40,6 @@ def _expand_back(g, input_shape, axes, keepdim):
 
 
 class Sum(Function):
-    saves_inputs = False
 
     def forward(self, x, axes, keepdim):
         self.meta = (x.shape, axes, keepdim)
@@ -53,7 +52,6 @@ class Sum(Function):
 
 
 class Mean(Function):
-    saves_inputs = False
 
     def forward(self, x, axes, keepdim):
         self.meta = (x.shape, axes, keepdim)

@@ -1,4 +1,4 @@
-r"""Shape operations: reshape, transpose/permute, flatten, indexing, padding, concatenation.
+r"""Shape operations: reshape, transpose/permute, flatten, indexing, padding, concatenation, clone.
 
 They move or copy values without arithmetic, so each backward is the inverse movement:
 reshape back, transpose with the inverse permutation, scatter the indexed gradient into zeros
@@ -17,7 +17,6 @@ from ..backend import array_module
 
 
 class Reshape(Function):
-    saves_inputs = False
 
     def forward(self, x, shape):
         self.source = x.shape
@@ -28,7 +27,6 @@ class Reshape(Function):
 
 
 class Permute(Function):
-    saves_inputs = False
 
     def forward(self, x, dims):
         self.inverse = tuple(sorted(range(len(dims)), key=lambda i: dims[i]))
@@ -36,6 +34,22 @@ class Permute(Function):
 
     def backward(self, g):
         return g.transpose(self.inverse), None
+
+
+class Clone(Function):
+    """A copy in new memory (with a version counter of its own); the gradient passes through."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return g
+
+
+def clone(x: Tensor) -> Tensor:
+    """``x.clone()``: the values in new memory, still in the graph (PyTorch's ``clone``): what to
+    change in place when the original is needed for a gradient."""
+    return Clone.apply(x)
 
 
 def _check_shape(x: Tensor, shape) -> tuple:
@@ -107,7 +121,6 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 class Expand(Function):
     """Broadcast to a larger shape (a read-only view, as PyTorch's ``expand``); the backward sums
     the gradient over the broadcast axes."""
-    saves_inputs = False
 
     def forward(self, x, shape):
         self.source = x.shape
@@ -165,12 +178,21 @@ def _is_advanced(index) -> bool:
     return any(hasattr(i, "shape") and getattr(i, "ndim", 0) > 0 for i in items)
 
 
+def _as_view_index(index):
+    """A basic index with a trailing ``...``: NumPy then returns a 0-d *view* for ``x[1]`` of a
+    1-D array, where it would return a scalar copy (PyTorch's ``x[1]`` is a view, sharing the
+    memory and its version counter)."""
+    items = index if isinstance(index, tuple) else (index,)
+    if _is_advanced(index) or any(i is Ellipsis for i in items):
+        return index
+    return (*items, Ellipsis)
+
+
 class GetItem(Function):
-    saves_inputs = False
 
     def forward(self, x, index):
         self.meta = (x.shape, x.dtype, index)
-        return x[index]
+        return x[_as_view_index(index)]
 
     def backward(self, g):
         shape, dtype, index = self.meta
@@ -191,7 +213,6 @@ def getitem(x: Tensor, index) -> Tensor:
 # --- padding and concatenation ---
 
 class Pad(Function):
-    saves_inputs = False
 
     def forward(self, x, widths, value):
         xp = array_module(x)
@@ -222,7 +243,6 @@ def pad(x: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Te
 
 
 class Concatenate(Function):
-    saves_inputs = False
 
     def forward(self, *arrays, axis):
         xp = array_module(arrays[0])
@@ -267,7 +287,6 @@ def stack(tensors, dim: int = 0) -> Tensor:
 class SubsampleZeroPad(Function):
     """The graph node of :func:`zero_pad_shortcut` (its module is ``models.ZeroPadShortcut``)."""
 
-    saves_inputs = False
 
     def forward(self, x, out_channels, stride):
         xp = array_module(x)

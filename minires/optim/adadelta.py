@@ -44,3 +44,4 @@ class Adadelta(Optimizer):
                 u *= rho
                 u += (1 - rho) * (delta * delta)
                 p.array -= lr * delta
+                p._bump_version()   # a graph that kept p refuses to backward

@@ -46,3 +46,4 @@ class Adam(Optimizer):
                 step_size = lr / (1 - b1 ** t)
                 denom = xp.sqrt(v) * (1.0 / math.sqrt(1 - b2 ** t)) + eps
                 p.array -= step_size * (m / denom)
+                p._bump_version()   # a graph that kept p refuses to backward

@@ -43,3 +43,4 @@ class SGD(Optimizer):
                         buf += (1 - damp) * g if damp else g
                     g = g + mu * buf if nesterov else buf
                 p.array -= lr * g
+                p._bump_version()   # a graph that kept p refuses to backward
