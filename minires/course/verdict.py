@@ -79,6 +79,8 @@ class Verdict:
     case_number: int | None = None                  # 1-based number of the failing case
     parts: dict = field(default_factory=dict)       # part name -> the Verdict of that part alone
     refused: str | None = None                      # why the piece was not checked at all
+    measured: dict = field(default_factory=dict, repr=False)    # numbers a grader measured
+    note: str | None = None                         # what they were, for the report
 
     def __bool__(self) -> bool:
         return self.passed
@@ -95,6 +97,8 @@ class Verdict:
             return "not compared" if v is None else f"{v:.1e}"
         if self.refused:
             return f"{self.piece}: REFUSED: {self.refused}"
+        if self.passed and self.note:
+            return f"{self.piece}: PASSED on {self.device}: {self.note}"
         if self.passed:
             return (f"{self.piece}: PASSED on {self.device}, {len(self.cases)} cases "
                     f"(relative error vs minires {err(self.error_vs_reference)}, vs numeric "
