@@ -239,22 +239,26 @@ class Checker:
             raise MissingFunctionError(name)
         part = self.part_of(name)
         self.reached.add(part)
+        failure, found = None, []
         try:
             with watch_calls(self.allowed_calls) as found:
                 result = f(*args)
         except CheckFailed:
             raise
         except NotImplementedError:
-            raise CheckFailed(f"{name} raised NotImplementedError", STUB_HINT.format(name=name),
-                              part)
+            failure = CheckFailed(f"{name} raised NotImplementedError",
+                                  STUB_HINT.format(name=name), part)
         except backend.StrictTransferError as exc:
-            raise CheckFailed(f"{name} raised StrictTransferError: {str(exc)[:120]}...",
-                              DEVICE_HINT.format(name=name), part)
+            failure = CheckFailed(f"{name} raised StrictTransferError: {str(exc)[:120]}...",
+                                  DEVICE_HINT.format(name=name), part)
         except Exception as exc:     # the student's bug: report it as the failing case
-            raise CheckFailed(f"{name} raised {type(exc).__name__}: {exc}", self.case_trap, part)
-        if found:
+            failure = CheckFailed(f"{name} raised {type(exc).__name__}: {exc}", self.case_trap,
+                                  part)
+        if found:                    # a wrapper around minires, whether it worked or not
             raise Refused(f"{name} calls minires's own code ({found[0]}) while it is checked: "
                           f"the graded piece must be your own code, not a wrapper around minires")
+        if failure:
+            raise failure
         return result
 
     def unpack(self, result, n: int, name: str, names: str):
