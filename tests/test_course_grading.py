@@ -89,6 +89,7 @@ def test_check_command_refuses_a_reference_file_with_one_line_each(tmp_path, cap
     assert main(["check", "conv2d", str(path)]) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("conv2d: REFUSED: conv2d_forward is minires's")
+    assert f"```text\n{out[0]}\n```" in (ROOT / "docs" / "teaching.md").read_text()
     assert main(["check", "all", str(path)]) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert all(line.split(": ")[1] == "REFUSED" for line in out[:-1]) and len(out) >= 4
