@@ -53,10 +53,14 @@ def test_solutions_pass(piece, device):
     assert "PASSED" in verdict.report()
 
 
-def test_reference_module_passes_its_pieces():
+def test_reference_module_is_refused():
+    """minires's own kernels under the contract's names are not the student's work."""
     from minires.course import reference
     for piece in ("im2col", "conv2d", "relu", "batch_norm", "shortcut_a"):
-        assert mr.course.check(piece, reference).passed, piece
+        verdict = mr.course.check(piece, reference)
+        assert not verdict.passed and verdict.refused, piece
+        assert verdict.report().startswith(f"{piece}: REFUSED: ") and "\n" not in \
+            verdict.report()
 
 
 # --- deliberately wrong students: each must get its own hint ---

@@ -39,12 +39,14 @@ def test_check_fails_with_exit_1_case_and_hint(kernels_file, capsys):
     kernels_file.write_text(source.replace("] += d[:, :, a, b]", "] = d[:, :, a, b]"))
     assert main(["check", "conv2d", str(kernels_file)]) == 1
     out = capsys.readouterr().out
-    assert "conv2d: FAILED on cpu, case 2: x (2, 3, 5, 6)" in out
+    assert "conv2d: FAILED on cpu: forward passed, backward FAILED" in out     # points per part
+    assert "conv2d backward: FAILED on cpu, case 2: x (2, 3, 5, 6)" in out
     assert "hint: windows overlap" in out and "col2im must add" in out
     # docs/teaching.md shows this report: its lines (but the measured error) must be the real ones
     docs = (Path(__file__).resolve().parents[1] / "docs" / "teaching.md").read_text()
-    shown = docs.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
-    assert len(shown) == 3
+    blocks = [b.split("```", 1)[0] for b in docs.split("```text\n")[1:]]
+    shown = next(b for b in blocks if b.startswith("conv2d: FAILED")).splitlines()
+    assert len(shown) == 4
     for line in shown:
         if "relative error ..." in line:
             line = line.split("relative error ...")[0]
@@ -191,6 +193,9 @@ def test_docs_table_lists_every_check_with_its_points():
         for meta in checks:
             piece = meta["grade_id"].removeprefix("check_")
             assert f"`{piece}` ({meta['points']})" in rows[path.name], (path.name, piece)
+        total = sum(c["metadata"]["nbgrader"]["points"] for c in cells
+                    if c["metadata"].get("nbgrader", {}).get("grade"))
+        assert rows[path.name].rstrip().endswith(f"| {total} |"), (path.name, total)
 
 
 def test_release_matches_nbgrader_generate_assignment():

@@ -4,9 +4,10 @@
 For every ``notebooks/assignments/*.ipynb`` (the solution versions, with nbgrader's markers):
 
 1. run it top to bottom: every cell must run and every autograder cell (nbgrader ``grade``) must
-   print ``PASSED``;
+   print ``PASSED`` (its hidden tests included: every autograder cell must have them);
 2. make the student version (``minires.course.release``: solution blocks become
-   ``raise NotImplementedError()`` stubs, answers ``YOUR ANSWER HERE``) and run it with errors
+   ``raise NotImplementedError()`` stubs, answers ``YOUR ANSWER HERE``, hidden tests removed:
+   none may be left in it) and run it with errors
    allowed: every autograder cell must *fail*, printing the checker's report with a ``hint:``
    line, so that each checker is shown able to fail.
 
@@ -68,6 +69,9 @@ def check_notebook(path: Path, timeout: int) -> list[str]:
     graders = [i for i, c in enumerate(nb.cells) if _is_autograder(c)]
     if not graders:
         return [f"{path.name}: no autograder cells (nbgrader 'grade': true)"]
+    for i in graders:
+        if "### BEGIN HIDDEN TESTS" not in nb.cells[i].source:
+            problems.append(f"{path.name}: {cell_label(nb, i)} has no hidden tests")
     try:
         seconds = _execute(nb, path.parent, timeout, allow_errors=False)
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
@@ -79,7 +83,11 @@ def check_notebook(path: Path, timeout: int) -> list[str]:
           f"{len(graders)} checks passed", flush=True)
 
     with open(path, encoding="utf-8") as f:
-        student = nbformat.reads(json.dumps(student_notebook(json.load(f))), as_version=4)
+        released = json.dumps(student_notebook(json.load(f)))
+    for leak in ("HIDDEN TESTS", "BEGIN SOLUTION"):
+        if leak in released:
+            problems.append(f"{path.name} (student version): {leak!r} left in it")
+    student = nbformat.reads(released, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         seconds = _execute(student, Path(tmp), timeout, allow_errors=True)
     failed = 0

@@ -47,6 +47,9 @@ piece                         functions
 ``check(piece, student)`` runs one piece's checker and returns a :class:`Verdict`; ``minires
 check PIECE FILE`` does the same from the command line. ``use(student)`` plugs the student's
 conv2d and batch norm into minires's autograd (``with mr.course.use(my_kernels): ...``).
+Each verdict holds one verdict per part (``verdict.part("forward")``), graded separately; a piece
+that is minires's own code, or a wrapper calling into it, is refused. ``check_sanity`` and
+``check_training`` grade a training loop by what it does (:mod:`minires.course.training`).
 """
 from .registry import PIECES, check  # noqa: F401
 from .verdict import MissingFunctionError, Verdict, numeric_gradient, relative_error  # noqa: F401
@@ -60,4 +63,7 @@ def __getattr__(name):
     if name == "release":
         from .release import release
         return release
+    if name in ("check_sanity", "check_training"):      # assignment 4's training-loop graders
+        from . import training
+        return getattr(training, name)
     raise AttributeError(f"module 'minires.course' has no attribute {name!r}")

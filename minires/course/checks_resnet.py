@@ -114,8 +114,7 @@ def check_basic_block(ck: Checker):
             dev_params = {k: ck.dev(v) for k, v in params.items()}
             y, cache = ck.unpack(ck.call("basic_block_forward", ck.dev(x), dev_params, stride),
                                  2, "basic_block_forward", "y, cache")
-            y_shape = ck.host(y, "y").shape
-            dy = ck.randn(*y_shape)
+            dy = ck.randn(*_shortcut_shape(x_shape, f, stride))    # y's shape, whatever y is
             y_ref, dx_ref, grads_ref, wrong = _reference_block(ck.device, x, params, stride, dy,
                                                                eps)
             ck.compare("basic_block_forward's y", y, y_ref, wrong["y"])
@@ -125,7 +124,8 @@ def check_basic_block(ck: Checker):
             if not isinstance(grads, dict) or set(grads) != set(BLOCK_KEYS):
                 raise CheckFailed(f"basic_block_backward's grads should be a dict with keys "
                                   f"{', '.join(BLOCK_KEYS)}, got "
-                                  f"{sorted(grads) if isinstance(grads, dict) else type(grads)}")
+                                  f"{sorted(grads) if isinstance(grads, dict) else type(grads)}",
+                                  part="backward")
             for k in BLOCK_KEYS:
                 ck.compare(f"basic_block_backward's grads['{k}']", grads[k], grads_ref[k])
             if stride == 2:
@@ -224,8 +224,9 @@ def check_graph_backward(ck: Checker):
             root = build(*leaves)
             order = ck.call("topological_order", root)
             if not _is_topological(order, _reachable(root)):
-                raise CheckFailed(f"topological_order returned {_describe_order(order)} for a "
-                                  f"graph of {len(_reachable(root))} nodes", GRAPH_TOPO)
+                ck.fail(CheckFailed(f"topological_order returned {_describe_order(order)} for "
+                                    f"a graph of {len(_reachable(root))} nodes", GRAPH_TOPO,
+                                    "topological_order"))
             ck.call("backward", root)
             got = numpy.array([leaf.grad for leaf in leaves])
             ts = [tensor(v, requires_grad=True, dtype=float64, device=ck.device) for v in values]

@@ -4,9 +4,10 @@
     minires check all my_kernels.py       # every piece whose functions the file defines
     minires release notebooks/assignments student/      # solution notebooks -> student versions
 
-``check`` exits 0 when every case passes and 1 with the failing case and its hint otherwise; a
-file that is missing, does not import or lacks a function the piece needs is a bad argument: one
-line on stderr, exit status 2. An unavailable device exits with 1, as everywhere in ``minires``.
+``check`` exits 0 when every case passes and 1 otherwise: with each part's result and the
+failing case and its hint, or with one ``REFUSED`` line when the piece is minires's own code or a
+wrapper around it. A file that is missing, does not import or lacks a function the piece needs is
+a bad argument: one line on stderr, exit status 2. An unavailable device exits with 1, as everywhere in ``minires``.
 """
 from __future__ import annotations
 

@@ -64,7 +64,8 @@ class MissingFunctionError(LookupError):
 
 @dataclass
 class Verdict:
-    """The outcome of checking one piece. ``passed`` is the answer; the rest say why not."""
+    """The outcome of checking one piece (or one part of it: ``verdict.part("backward")``).
+    ``passed`` is the answer; the rest say why not."""
 
     piece: str
     device: str
@@ -75,19 +76,42 @@ class Verdict:
     trap: str | None = None                         # the hint: which known mistake this looks like
     error_vs_reference: float | None = None         # worst relative error vs minires's kernel
     error_vs_numeric: float | None = None           # worst relative error vs the numeric gradient
+    case_number: int | None = None                  # 1-based number of the failing case
+    parts: dict = field(default_factory=dict)       # part name -> the Verdict of that part alone
+    refused: str | None = None                      # why the piece was not checked at all
+    measured: dict = field(default_factory=dict, repr=False)    # numbers a grader measured
+    note: str | None = None                         # what they were, for the report
 
     def __bool__(self) -> bool:
         return self.passed
 
+    def part(self, name: str) -> "Verdict":
+        """The verdict of one part (``"forward"``, ``"backward"``, ...: :data:`PIECES`' parts)."""
+        if name not in self.parts:
+            raise KeyError(f"{self.piece} has no part {name!r}; its parts are "
+                           f"{', '.join(self.parts)}")
+        return self.parts[name]
+
     def report(self) -> str:
         def err(v):
             return "not compared" if v is None else f"{v:.1e}"
+        if self.refused:
+            return f"{self.piece}: REFUSED: {self.refused}"
+        if self.passed and self.note:
+            return f"{self.piece}: PASSED on {self.device}: {self.note}"
         if self.passed:
             return (f"{self.piece}: PASSED on {self.device}, {len(self.cases)} cases "
                     f"(relative error vs minires {err(self.error_vs_reference)}, vs numeric "
                     f"gradient {err(self.error_vs_numeric)})")
-        lines = [f"{self.piece}: FAILED on {self.device}, case {len(self.cases)}: {self.case}",
-                 f"  {self.failure}"]
+        if len(self.parts) > 1:     # one line for the piece, then each failed part's report
+            lines = [f"{self.piece}: FAILED on {self.device}: " + ", ".join(
+                f"{name} {'passed' if v.passed else 'FAILED'}" for name, v in self.parts.items())]
+            return "\n".join(lines + [v.report() for v in self.parts.values() if not v.passed])
+        if self.case is None:   # a part that was never reached
+            lines = [f"{self.piece}: FAILED on {self.device}: {self.failure}"]
+        else:
+            lines = [f"{self.piece}: FAILED on {self.device}, case {self.case_number}: "
+                     f"{self.case}", f"  {self.failure}"]
         if self.error_vs_reference is not None or self.error_vs_numeric is not None:
             lines.append(f"  in this case: relative error vs minires {err(self.error_vs_reference)},"
                          f" vs numeric gradient {err(self.error_vs_numeric)}")
@@ -97,18 +121,25 @@ class Verdict:
 
     __str__ = report
 
-    def assert_passed(self) -> "Verdict":
-        """Raise ``AssertionError`` with the report unless the piece passed (for autograder
-        cells); returns the verdict so that a notebook can display it."""
-        if not self.passed:
+    def assert_passed(self, part: str | None = None) -> "Verdict":
+        """Raise ``AssertionError`` with the report unless the piece (or its ``part``) passed, for
+        autograder cells; returns the verdict (of the part) so that a notebook can display it."""
+        if self.refused:
             raise AssertionError(self.report())
-        return self
+        verdict = self if part is None else self.part(part)
+        if not verdict.passed:
+            raise AssertionError(verdict.report())
+        return verdict
 
 
 class CheckFailed(Exception):
-    def __init__(self, message: str, trap: str | None = None):
+    def __init__(self, message: str, trap: str | None = None, part: str | None = None):
         super().__init__(message)
-        self.message, self.trap = message, trap
+        self.message, self.trap, self.part = message, trap, part
+
+
+class Refused(Exception):
+    """The piece is minires's own code, or calls into it while being checked."""
 
 
 def lookup(student, name):
@@ -125,7 +156,8 @@ DEVICE_HINT = ("{name} mixed host (NumPy) and device arrays: build new arrays wi
 class Checker:
     """One run of one piece's cases against the student's functions, on one device."""
 
-    def __init__(self, piece: str, student, device: str = "cpu", seed: int = 0):
+    def __init__(self, piece: str, student, device: str = "cpu", seed: int = 0,
+                 parts: dict | None = None, allowed_calls: tuple[str, ...] = ()):
         self.piece, self.student = piece, student
         self.device = str(backend.normalize_device(device))
         self.xp = backend.get_array_module(self.device)
@@ -134,6 +166,27 @@ class Checker:
         self.case_trap: str | None = None
         self.worst = {"reference": None, "numeric": None}
         self.last = {"reference": None, "numeric": None}
+        # part name -> the prefixes of the function names and compared quantities it owns
+        self.parts = parts or {piece: ("",)}
+        self.allowed_calls = allowed_calls
+        self.failures: dict = {}        # part -> its first failure: (case number, case, error)
+        self.reached: set = set()       # parts that had at least one comparison or call
+
+    def part_of(self, what: str) -> str:
+        """The part a function name or a compared quantity (``"conv2d_backward's dx"``) is in."""
+        for part, prefixes in self.parts.items():
+            if any(what.startswith(p) for p in prefixes):
+                return part
+        return next(iter(self.parts))
+
+    def fail(self, failure: "CheckFailed"):
+        """Record a failure of its part (the first one of each part counts); checking goes on,
+        so that the other parts still earn their points."""
+        part = failure.part or next(iter(self.parts))
+        self.reached.add(part)
+        if part not in self.failures:
+            self.failures[part] = (len(self.cases), self.cases[-1] if self.cases else None,
+                                   failure, dict(self.last))
 
     # --- data ---
     def randn(self, *shape):
@@ -167,34 +220,53 @@ class Checker:
     # --- running the student's code ---
     @contextlib.contextmanager
     def case(self, description: str, trap: str | None = None):
-        """A case: its description (with the shapes) and the trap it adds to the earlier ones."""
+        """A case: its description (with the shapes) and the trap it adds to the earlier ones.
+        A student's function that raises ends the case (its failure is recorded), not the
+        check: the next case runs."""
         self.cases.append(description)
         self.case_trap = trap
         self.last = {"reference": None, "numeric": None}
-        yield
+        try:
+            yield
+        except CheckFailed as failure:
+            self.fail(failure)
 
     def call(self, name: str, *args):
+        """Run one of the student's functions, watching that it does not call into minires."""
+        from .originality import watch_calls
         f = lookup(self.student, name)
         if f is None:
             raise MissingFunctionError(name)
+        part = self.part_of(name)
+        self.reached.add(part)
+        failure, found = None, []
         try:
-            return f(*args)
+            with watch_calls(self.allowed_calls) as found:
+                result = f(*args)
         except CheckFailed:
             raise
         except NotImplementedError:
-            raise CheckFailed(f"{name} raised NotImplementedError", STUB_HINT.format(name=name))
+            failure = CheckFailed(f"{name} raised NotImplementedError",
+                                  STUB_HINT.format(name=name), part)
         except backend.StrictTransferError as exc:
-            raise CheckFailed(f"{name} raised StrictTransferError: {str(exc)[:120]}...",
-                              DEVICE_HINT.format(name=name))
+            failure = CheckFailed(f"{name} raised StrictTransferError: {str(exc)[:120]}...",
+                                  DEVICE_HINT.format(name=name), part)
         except Exception as exc:     # the student's bug: report it as the failing case
-            raise CheckFailed(f"{name} raised {type(exc).__name__}: {exc}", self.case_trap)
+            failure = CheckFailed(f"{name} raised {type(exc).__name__}: {exc}", self.case_trap,
+                                  part)
+        if found:                    # a wrapper around minires, whether it worked or not
+            raise Refused(f"{name} calls minires's own code ({found[0]}) while it is checked: "
+                          f"the graded piece must be your own code, not a wrapper around minires")
+        if failure:
+            raise failure
+        return result
 
     def unpack(self, result, n: int, name: str, names: str):
         if not isinstance(result, (tuple, list)) or len(result) != n:
             raise CheckFailed(f"{name} should return {n} values ({names}), got "
                               f"{type(result).__name__}"
                               + (f" of length {len(result)}" if isinstance(result, (tuple, list))
-                                 else ""))
+                                 else ""), part=self.part_of(name))
         return result
 
     # --- comparisons ---
@@ -205,8 +277,18 @@ class Checker:
 
     def compare(self, what: str, got, expected, wrong=(), against: str = "reference",
                 student: bool = True):
-        """Fail unless ``got`` matches ``expected``. ``wrong``: ``(array, hint)`` trap signatures,
-        the results of known mistakes; a wrong answer that matches one gets its hint."""
+        """Record a failure of ``what``'s part unless ``got`` matches ``expected`` (and go on).
+        ``wrong``: ``(array, hint)`` trap signatures, the results of known mistakes; a wrong
+        answer that matches one gets its hint."""
+        part = self.part_of(what)
+        self.reached.add(part)
+        try:
+            self._compare(what, got, expected, wrong, against, student)
+        except CheckFailed as failure:
+            failure.part = part
+            self.fail(failure)
+
+    def _compare(self, what, got, expected, wrong, against, student):
         got = self.host(got, what, student)
         expected = self.host(expected, "the reference", student=False)
         tol = REFERENCE_TOLERANCE if against == "reference" else NUMERIC_TOLERANCE
@@ -228,15 +310,42 @@ class Checker:
                               f"{tol:.0e}", trap)
 
     def numeric(self, what: str, got, f, x, dy, wrong=(), student: bool = True):
-        """Compare an analytic gradient with the numeric gradient of ``sum(f(x) * dy)``."""
+        """Compare an analytic gradient with the numeric gradient of ``sum(f(x) * dy)``, the
+        student's own forward ``f``: skipped once another part (that forward) has failed."""
+        if any(part != self.part_of(what) for part in self.failures):
+            return
         self.compare(what, got, numeric_gradient(f, x, dy), wrong, "numeric", student)
 
-    def verdict(self, failure: CheckFailed | None = None) -> Verdict:
-        if failure is None:
+    def verdict(self) -> Verdict:
+        """The piece's verdict, with one verdict per part."""
+        parts, first = {}, None
+        for name in self.parts:
+            label = self.piece if name == self.piece else f"{self.piece} {name}"
+            if name in self.failures:
+                number, case, failure, errors = self.failures[name]
+                parts[name] = Verdict(label, self.device, False, list(self.cases), case=case,
+                                      failure=failure.message, trap=failure.trap,
+                                      error_vs_reference=errors["reference"],
+                                      error_vs_numeric=errors["numeric"], case_number=number)
+            elif name in self.reached:
+                parts[name] = Verdict(label, self.device, True, list(self.cases),
+                                      error_vs_reference=self.worst["reference"],
+                                      error_vs_numeric=self.worst["numeric"])
+            else:
+                before = next(iter(self.failures), None)
+                blocked = f"{self.piece} {before}" if before else "an earlier step"
+                parts[name] = Verdict(label, self.device, False, list(self.cases),
+                                      failure=f"not checked: {blocked} failed first",
+                                      trap=f"fix {blocked} first; {label} is checked on its "
+                                           f"results")
+        failed = [parts[n] for n in self.failures] or [v for v in parts.values() if not v.passed]
+        if not failed:
             return Verdict(self.piece, self.device, True, list(self.cases),
                            error_vs_reference=self.worst["reference"],
-                           error_vs_numeric=self.worst["numeric"])
-        return Verdict(self.piece, self.device, False, list(self.cases),
-                       case=self.cases[-1] if self.cases else None, failure=failure.message,
-                       trap=failure.trap, error_vs_reference=self.last["reference"],
-                       error_vs_numeric=self.last["numeric"])
+                           error_vs_numeric=self.worst["numeric"], parts=parts)
+        first = failed[0]
+        return Verdict(self.piece, self.device, False, list(self.cases), case=first.case,
+                       failure=first.failure, trap=first.trap,
+                       error_vs_reference=first.error_vs_reference,
+                       error_vs_numeric=first.error_vs_numeric, case_number=first.case_number,
+                       parts=parts)
