@@ -1,16 +1,13 @@
 """Checkers for the kernels: im2col/col2im, conv2d, ReLU, max and average pooling, softmax
-cross-entropy. The references are minires's own kernels (``minires.kernels``), run on the same
-device as the student's code; the layouts the student's contract asks for (NCHW, columns ordered
-like ``w.reshape(F, -1)``) are views of the reference's channels-last results.
+cross-entropy. The references are the naive kernels of ``minires.kernels.reference`` (loops over
+offsets and channels, in the student's own layout and argument order, sharing no code with the
+fast kernels), run on the same device as the student's code.
 """
 from __future__ import annotations
 
 import numpy
 
-from ..backend import array_module
-from ..kernels import conv as conv_kernel
-from ..kernels import loss as loss_kernel
-from ..kernels import pool as pool_kernel
+from ..kernels import reference
 from .verdict import Checker
 
 GENERIC_CONV = ("compare with the definition: y[n, f, i, j] = b[f] + sum over c, a, b of "
@@ -54,29 +51,21 @@ def _describe(x_shape, w_shape, stride, padding, adds):
     return f"x {x_shape}, w {w_shape}, stride {stride}, padding {padding} ({adds})"
 
 
-def _reference_patches(x, kh, kw, s, p):
-    """minires's im2col of NCHW ``x``: (N, Ho, Wo, kh, kw, C) patches."""
-    n, c, h, w = x.shape
-    ho = conv_kernel.conv_output_size(h, kh, s, p)
-    wo = conv_kernel.conv_output_size(w, kw, s, p)
-    x_pad = conv_kernel.pad_nhwc(x.transpose(0, 2, 3, 1), p, p)
-    return conv_kernel.im2col(x_pad, kh, kw, (s, s), (1, 1), ho, wo)
-
-
 def reference_im2col(x, kh, kw, s, p):
-    """The student's layout: (N*Ho*Wo, C*kh*kw), columns ordered like ``w.reshape(F, -1)``."""
-    n, ho, wo, _, _, c = (patches := _reference_patches(x, kh, kw, s, p)).shape
-    return patches.transpose(0, 1, 2, 5, 3, 4).reshape(n * ho * wo, c * kh * kw)
+    """The student's layout: (N*Ho*Wo, C*kh*kw), columns ordered like ``w.reshape(F, -1)``
+    (the naive kernel of :mod:`minires.kernels.reference`, a loop over the kernel offsets)."""
+    return reference.im2col(x, kh, kw, s, p)
 
 
 def reference_col2im(cols, x_shape, kh, kw, s, p):
-    n, c, h, w = x_shape
-    ho = conv_kernel.conv_output_size(h, kh, s, p)
-    wo = conv_kernel.conv_output_size(w, kw, s, p)
-    xp = array_module(cols)
-    dcol = xp.ascontiguousarray(cols.reshape(n, ho, wo, c, kh, kw).transpose(0, 1, 2, 4, 5, 3))
-    dx_pad = conv_kernel.col2im(dcol, (n, h + 2 * p, w + 2 * p, c), (s, s), (1, 1))
-    return dx_pad[:, p:p + h, p:p + w, :].transpose(0, 3, 1, 2)
+    """The adjoint of :func:`reference_im2col`, from :mod:`minires.kernels.reference`."""
+    return reference.col2im(cols, x_shape, kh, kw, s, p)
+
+
+def _wrong_column_order(cols, c, kh, kw):
+    """The patches ordered (kh, kw, C) instead of (C, kh, kw): the columns' classic mix-up."""
+    m = cols.shape[0]
+    return cols.reshape(m, c, kh, kw).transpose(0, 2, 3, 1).reshape(m, c * kh * kw)
 
 
 def check_im2col(ck: Checker):
@@ -85,9 +74,8 @@ def check_im2col(ck: Checker):
             x = ck.randn(*x_shape)
             x_d = ck.dev(x)
             cols = ck.call("im2col", x_d, kh, kw, s, p)
-            patches = _reference_patches(x_d, kh, kw, s, p)
-            wrong_order = patches.reshape(patches.shape[0] * patches.shape[1] * patches.shape[2], -1)
             cols_ref = reference_im2col(x_d, kh, kw, s, p)
+            wrong_order = _wrong_column_order(cols_ref, x_shape[1], kh, kw)
             ck.compare("im2col's cols", cols, cols_ref, wrong=[(wrong_order, COLUMN_ORDER)])
             dcols = ck.randn(*cols_ref.shape)       # col2im is graded even when im2col is not
             dcols_d = ck.dev(dcols)
@@ -107,12 +95,12 @@ def check_conv2d(ck: Checker):
             x_d, w_d, b_d = ck.dev(x), ck.dev(w), ck.dev(b)
             y, cache = ck.unpack(ck.call("conv2d_forward", x_d, w_d, b_d, s, p), 2,
                                  "conv2d_forward", "y, cache")
-            y_ref, ref_cache = conv_kernel.conv2d_forward(x_d, w_d, b_d, (s, s), (p, p), (1, 1))
+            y_ref, ref_cache = reference.conv2d_forward(x_d, w_d, b_d, s, p)
             ck.compare("conv2d_forward's y", y, y_ref)
             dy = ck.randn(*ck.host(y_ref, "y").shape)
             grads = ck.unpack(ck.call("conv2d_backward", ck.dev(dy), cache), 3,
                               "conv2d_backward", "dx, dw, db")
-            refs = conv_kernel.conv2d_backward(ck.dev(dy), ref_cache)
+            refs = reference.conv2d_backward(ck.dev(dy), ref_cache)
             for name, got, ref in zip(("dx", "dw", "db"), grads, refs):
                 ck.compare(f"conv2d_backward's {name}", got, ref)
             if not numeric:
@@ -181,16 +169,16 @@ def _check_pool(ck: Checker, kind: str):
             x = ck.distinct(*x_shape)
             x_d = ck.dev(x)
             y, cache = ck.unpack(ck.call(fwd, x_d, k, s), 2, fwd, "y, cache")
-            max_ref, max_cache = pool_kernel.max_pool2d_forward(x_d, (k, k), (s, s), (0, 0))
-            avg_ref, avg_cache = pool_kernel.avg_pool2d_forward(x_d, (k, k), (s, s), (0, 0))
+            max_ref, max_cache = reference.max_pool_forward(x_d, k, s)
+            avg_ref, avg_cache = reference.avg_pool_forward(x_d, k, s)
             y_ref = max_ref if kind == "max" else avg_ref
             ck.compare(f"{fwd}'s y", y, y_ref,
                        wrong=[] if kind == "max" else [(avg_ref * (k * k), AVG_FORWARD)])
             dy = ck.randn(*ck.host(y_ref, "y").shape)
             dx = ck.call(bwd, ck.dev(dy), cache)
-            avg_dx = pool_kernel.avg_pool2d_backward(ck.dev(dy), avg_cache)
+            avg_dx = reference.avg_pool_backward(ck.dev(dy), avg_cache)
             if kind == "max":
-                ref = pool_kernel.max_pool2d_backward(ck.dev(dy), max_cache)
+                ref = reference.max_pool_backward(ck.dev(dy), max_cache)
                 wrong = [(avg_dx, MAX_ROUTE), (avg_dx * (k * k), MAX_ROUTE)]
             else:
                 ref, wrong = avg_dx, [(avg_dx * (k * k), AVG_SCALE)]
@@ -223,9 +211,8 @@ def check_softmax_cross_entropy(ck: Checker):
             z_d, y_d = ck.dev(logits), ck.dev(labels)
             loss, dz = ck.unpack(ck.call("softmax_cross_entropy", z_d, y_d), 2,
                                  "softmax_cross_entropy", "loss, dlogits")
-            ref_loss, cache = loss_kernel.cross_entropy_forward(z_d, y_d)
+            ref_loss, ref_dz = reference.softmax_cross_entropy(z_d, y_d)
             ck.compare("the loss", loss, ref_loss)
-            ref_dz = loss_kernel.cross_entropy_backward(ck.dev(numpy.array(1.0)), cache)
             ck.compare("dlogits", dz, ref_dz, wrong=[(ref_dz * n, CE_MEAN)])
             if scale == 1.0:
                 ck.numeric("dlogits", dz, lambda v: ck.host(

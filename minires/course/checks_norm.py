@@ -1,5 +1,5 @@
 """Checkers for batch norm: training mode (batch statistics) and evaluation mode (running
-statistics, and their update). The reference is ``minires.kernels.norm``; the trap signatures are
+statistics, and their update). The reference is the naive ``minires.kernels.reference``; the trap signatures are
 the results of the known mistakes (a missing gradient path, statistics over the wrong axes, the
 batch's statistics in eval mode), computed on the host.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..kernels import norm as norm_kernel
+from ..kernels import reference
 from .verdict import Checker
 
 EPS = 1e-5
@@ -90,8 +90,7 @@ def check_batch_norm(ck: Checker):
             x_d, g_d, b_d = ck.dev(x), ck.dev(gamma), ck.dev(beta)
             y, cache = ck.unpack(ck.call("batch_norm_forward", x_d, g_d, b_d, EPS), 2,
                                  "batch_norm_forward", "y, cache")
-            y_ref, ref_cache = norm_kernel.batch_norm_forward(x_d, None, None, g_d, b_d, True,
-                                                              0.1, EPS)
+            y_ref, ref_cache = reference.batch_norm_forward(x_d, g_d, b_d, EPS)
             axis0 = gamma.reshape(1, c, 1, 1) * (x - x.mean(0)) / numpy.sqrt(x.var(0) + EPS) \
                 + beta.reshape(1, c, 1, 1)
             ck.compare("batch_norm_forward's y", y, y_ref,
@@ -100,7 +99,7 @@ def check_batch_norm(ck: Checker):
             dy = ck.randn(*shape)
             grads = ck.unpack(ck.call("batch_norm_backward", ck.dev(dy), cache), 3,
                               "batch_norm_backward", "dx, dgamma, dbeta")
-            refs = norm_kernel.batch_norm_backward(ck.dev(dy), ref_cache)
+            refs = reference.batch_norm_backward(ck.dev(dy), ref_cache)
 
             def forward(x_, g_, b_):
                 return ck.host(ck.call("batch_norm_forward", ck.dev(x_), ck.dev(g_), ck.dev(b_),
@@ -120,9 +119,8 @@ def check_batch_norm_eval(ck: Checker):
         new = ck.unpack(ck.call("batch_norm_update_running", ck.dev(running_mean),
                                 ck.dev(running_var), ck.dev(x), momentum), 2,
                         "batch_norm_update_running", "running_mean, running_var")
-        ref_mean, ref_var = ck.dev(running_mean), ck.dev(running_var)
-        norm_kernel.batch_norm_forward(ck.dev(x), ref_mean, ref_var, None, None, True, momentum,
-                                       EPS)                  # updates ref_mean, ref_var in place
+        ref_mean, ref_var = reference.batch_norm_update_running(
+            ck.dev(running_mean), ck.dev(running_var), ck.dev(x), momentum)
         mean, var = _stats(x)
         swapped = [(momentum * running_mean + (1 - momentum) * mean, RUNNING_MOMENTUM)]
         ck.compare("the new running_mean", new[0], ref_mean, swapped)
@@ -136,15 +134,13 @@ def check_batch_norm_eval(ck: Checker):
         rm_d, rv_d = ck.dev(running_mean), ck.dev(running_var)
         y, cache = ck.unpack(ck.call("batch_norm_eval_forward", x_d, g_d, b_d, rm_d, rv_d, EPS),
                              2, "batch_norm_eval_forward", "y, cache")
-        y_ref, ref_cache = norm_kernel.batch_norm_forward(x_d, ck.dev(running_mean),
-                                                          ck.dev(running_var), g_d, b_d, False,
-                                                          momentum, EPS)
+        y_ref, ref_cache = reference.batch_norm_eval_forward(x_d, g_d, b_d, rm_d, rv_d, EPS)
         ck.compare("batch_norm_eval_forward's y", y, y_ref,
                    [(_normalise(x, gamma, beta, *_stats(x)), EVAL_RUNNING)])
         dy = ck.randn(*shape)
         grads = ck.unpack(ck.call("batch_norm_eval_backward", ck.dev(dy), cache), 3,
                           "batch_norm_eval_backward", "dx, dgamma, dbeta")
-        refs = norm_kernel.batch_norm_backward(ck.dev(dy), ref_cache)
+        refs = reference.batch_norm_eval_backward(ck.dev(dy), ref_cache)
 
         def forward(x_, g_, b_):
             return ck.host(ck.call("batch_norm_eval_forward", ck.dev(x_), ck.dev(g_), ck.dev(b_),
