@@ -1,0 +1,110 @@
+"""A caching allocator for the large host arrays a training step makes and drops every step.
+
+Why: a training step builds the same large arrays every iteration (the convolutions' im2col patch
+matrices above all, tens of megabytes each), uses them for one matrix product and drops them.
+glibc's malloc serves arrays that large with a fresh ``mmap`` and unmaps them when they are
+freed, so every step pays the kernel to zero fresh pages again (a page fault per 4 KiB). PyTorch
+avoids this with a caching allocator; so does CuPy on the GPU. This module is minires's, for NumPy:
+a freed block goes back to a free list and the next request of the same size gets it back, with
+its pages already mapped. It changes nothing outside minires (no ``mallopt``): importing it, or
+minires, sets no process-wide option.
+
+How: a block is a 1-D ``uint8`` NumPy array. :meth:`ArrayPool.empty` hands out an ndarray whose
+buffer is a ``memoryview`` of a free block, and registers a ``weakref.finalize`` on that ndarray
+which puts the block back on the free list. NumPy makes every view of that ndarray (reshape,
+transpose, slicing) keep the ndarray itself alive (its base is a memoryview, not an array, so
+NumPy's base-collapsing stops at it), so the block returns only when the last view of it is gone:
+two live arrays never share a block (tests in ``tests/test_array_pool.py``).
+
+What it pools: only NumPy arrays of at least ``min_bytes`` (small ones glibc already recycles from
+its heap), and only where a kernel asks for one through :func:`empty` or :func:`zeros`. Other
+array modules (CuPy, which has its own pool, and the strict stand-in for a device) get ``xp.empty``
+unchanged, so the same kernel code runs everywhere.
+
+The price, as with PyTorch's caching allocator: freed blocks stay in the process. At most one free
+block per size is kept per distinct size a step uses; :meth:`ArrayPool.empty_cache` hands them all
+back (``minires.kernels.array_pool.POOL.empty_cache()``), and ``POOL.enabled = False`` turns the
+pool off (every request then goes to ``xp.empty``).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+
+import numpy
+
+__all__ = ["ArrayPool", "POOL", "empty", "zeros"]
+
+
+class ArrayPool:
+    """Free blocks of host memory, kept by size and handed out again for arrays of that size."""
+
+    def __init__(self, min_bytes: int = 1 << 20, granularity: int = 1 << 16):
+        self.enabled = True
+        self.min_bytes = min_bytes
+        # sizes are rounded up to a multiple of ``granularity`` so that arrays of nearly the same
+        # size (a last batch a few images shorter) share blocks
+        self.granularity = granularity
+        self._free: dict[int, list] = {}
+        self._lock = threading.Lock()
+        self.cached_bytes = 0        # in free blocks
+        self.in_use_bytes = 0        # in blocks handed out and not yet returned
+        self.hits = 0                # requests served from a free block
+        self.misses = 0              # requests that allocated a new block
+
+    def empty(self, shape, dtype) -> numpy.ndarray:
+        """An uninitialised C-contiguous NumPy array of ``shape`` and ``dtype``."""
+        dtype = numpy.dtype(dtype)
+        shape = tuple(int(s) for s in shape)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if not self.enabled or nbytes < self.min_bytes:
+            return numpy.empty(shape, dtype)
+        size = -(-nbytes // self.granularity) * self.granularity
+        with self._lock:
+            blocks = self._free.get(size)
+            block = blocks.pop() if blocks else None
+            if block is not None:
+                self.cached_bytes -= size
+                self.hits += 1
+            else:
+                self.misses += 1
+            self.in_use_bytes += size
+        if block is None:
+            block = numpy.empty(size, numpy.uint8)
+        array = numpy.ndarray(shape, dtype, buffer=memoryview(block)[:nbytes])
+        weakref.finalize(array, self._give_back, block, size)
+        return array
+
+    def _give_back(self, block, size: int) -> None:
+        with self._lock:
+            self.in_use_bytes -= size
+            if self.enabled:
+                self._free.setdefault(size, []).append(block)
+                self.cached_bytes += size
+
+    def empty_cache(self) -> None:
+        """Hand every free block back to malloc, as ``torch.cuda.empty_cache()`` does (blocks in
+        use are not touched: they come back to the pool when their arrays are freed)."""
+        with self._lock:
+            self._free.clear()
+            self.cached_bytes = 0
+
+
+POOL = ArrayPool()
+
+
+def empty(xp, shape, dtype):
+    """``xp.empty(shape, dtype)``, from :data:`POOL` when ``xp`` is NumPy."""
+    if xp is numpy:
+        return POOL.empty(shape, dtype)
+    return xp.empty(shape, dtype=dtype)
+
+
+def zeros(xp, shape, dtype):
+    """``xp.zeros(shape, dtype)``, from :data:`POOL` when ``xp`` is NumPy."""
+    if xp is numpy:
+        out = POOL.empty(shape, dtype)
+        out.fill(0)
+        return out
+    return xp.zeros(shape, dtype=dtype)
