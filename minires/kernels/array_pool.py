@@ -9,12 +9,14 @@ a freed block goes back to a free list and the next request of the same size get
 its pages already mapped. It changes nothing outside minires (no ``mallopt``): importing it, or
 minires, sets no process-wide option.
 
-How: a block is a 1-D ``uint8`` NumPy array. :meth:`ArrayPool.empty` hands out an ndarray whose
-buffer is a ``memoryview`` of a free block, and registers a ``weakref.finalize`` on that ndarray
-which puts the block back on the free list. NumPy makes every view of that ndarray (reshape,
-transpose, slicing) keep the ndarray itself alive (its base is a memoryview, not an array, so
-NumPy's base-collapsing stops at it), so the block returns only when the last view of it is gone:
-two live arrays never share a block (tests in ``tests/test_array_pool.py``).
+How: a block is a ``bytearray``. :meth:`ArrayPool.empty` hands out an ndarray over a free
+block's buffer and registers a ``weakref.finalize`` on that ndarray which puts the block back on
+the free list. Every view of that ndarray (reshape, transpose, slicing) keeps the ndarray itself
+alive: NumPy points a view's ``base`` at the first array up the chain that owns its memory or
+whose base is not an array, and our ndarray's base is the bytearray. So the block returns only
+when the last view of it is gone, and two live arrays never share a block (tests in
+``tests/test_array_pool.py``). The block must not be an ndarray: NumPy would then point views
+past our ndarray, straight at the block, and free it under them.
 
 What it pools: only NumPy arrays of at least ``min_bytes`` (small ones glibc already recycles from
 its heap), and only where a kernel asks for one through :func:`empty` or :func:`zeros`. Other
@@ -71,8 +73,8 @@ class ArrayPool:
                 self.misses += 1
             self.in_use_bytes += size
         if block is None:
-            block = numpy.empty(size, numpy.uint8)
-        array = numpy.ndarray(shape, dtype, buffer=memoryview(block)[:nbytes])
+            block = bytearray(size)
+        array = numpy.ndarray(shape, dtype, buffer=block)
         weakref.finalize(array, self._give_back, block, size)
         return array
 

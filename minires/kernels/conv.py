@@ -268,22 +268,24 @@ class PatchBudget:
     the im2col copy); keeping them costs their bytes until backward. So every forward clocks its
     build and records, per layer shape, the seconds per byte a kept matrix would save. At the first
     backward after a run of forwards (the end of a forward pass), the budget plans: it ranks the
-    shapes by seconds saved per byte and admits them, with the bytes that one forward pass built
-    for each, until ``budget_bytes`` is used up. From the next forward pass on, an admitted layer
-    keeps its matrix, as long as the matrices kept and not yet used stay within the budget (the
-    plan only ranks; the live count enforces). A kept matrix is freed by the backward that used it.
+    shapes by seconds saved per byte and gives each, in that order, a quota of the bytes its
+    layers built in that pass, until ``budget_bytes`` is shared out (the last shape admitted may
+    get only part of its bytes, so only its first layers keep). From the next forward pass on, a
+    layer keeps its matrix while its shape's quota and the whole budget have room for it. A kept
+    matrix is freed by the backward that used it (or with its cache, whichever comes first).
 
     The first forward pass keeps nothing (nothing is measured yet). ``budget_bytes = 0`` turns
-    keeping off: backward then always rebuilds, which is the lowest peak memory. The default is
-    chosen so that a ResNet training step stays below PyTorch's peak memory
-    (``benchmarks/bench_step.py`` measures both; ``docs/benchmarks.md``).
+    keeping off: backward then always rebuilds, the lowest peak memory. The default is chosen so
+    that a ResNet training step stays below PyTorch's peak memory (``benchmarks/bench_step.py``
+    measures both; ``docs/benchmarks.md``).
     """
 
     def __init__(self, budget_bytes: int):
         self.budget_bytes = budget_bytes
         self.kept_bytes = 0                  # kept patch matrices alive now
         self.seconds_per_byte: dict = {}     # layer shape -> measured build time / bytes
-        self.plan: frozenset = frozenset()   # the layer shapes admitted
+        self.plan: dict = {}                 # layer shape -> bytes it may keep (its quota)
+        self._kept_by_shape: dict = {}       # layer shape -> bytes it keeps now
         self._pass_bytes: dict = {}          # layer shape -> bytes built in this forward pass
         self._lock = threading.Lock()
 
@@ -298,21 +300,25 @@ class PatchBudget:
             rate = build_seconds / nbytes
             self.seconds_per_byte[key] = min(rate, self.seconds_per_byte.get(key, rate))
             self._pass_bytes[key] = self._pass_bytes.get(key, 0) + nbytes
-            keep = key in self.plan and self.kept_bytes + nbytes <= self.budget_bytes
-            if keep:
-                self.kept_bytes += nbytes
-        if keep:
-            try:
-                # the count of kept bytes follows the matrix's life, however it ends
-                weakref.finalize(x_col, self._release, nbytes)
-            except TypeError:                    # an array type without weak references
-                self._release(nbytes)
+            kept_here = self._kept_by_shape.get(key, 0)
+            keep = (kept_here + nbytes <= self.plan.get(key, 0)
+                    and self.kept_bytes + nbytes <= self.budget_bytes)
+            if not keep:
                 return
-            cache.x_col = x_col
+            self.kept_bytes += nbytes
+            self._kept_by_shape[key] = kept_here + nbytes
+        try:
+            # the count of kept bytes follows the matrix's life, however it ends
+            weakref.finalize(x_col, self._release, key, nbytes)
+        except TypeError:                        # an array type without weak references
+            self._release(key, nbytes)
+            return
+        cache.x_col = x_col
 
-    def _release(self, nbytes: int) -> None:
+    def _release(self, key, nbytes: int) -> None:
         with self._lock:
             self.kept_bytes -= nbytes
+            self._kept_by_shape[key] -= nbytes
 
     def backward_started(self) -> None:
         """The first backward after a run of forwards closes that forward pass: plan again."""
@@ -320,12 +326,13 @@ class PatchBudget:
             if not self._pass_bytes:
                 return
             ranked = sorted(self._pass_bytes, key=lambda k: -self.seconds_per_byte[k])
-            admitted, used = [], 0
+            plan, left = {}, self.budget_bytes
             for key in ranked:
-                if used + self._pass_bytes[key] <= self.budget_bytes:
-                    admitted.append(key)
-                    used += self._pass_bytes[key]
-            self.plan = frozenset(admitted)
+                if left <= 0:
+                    break
+                plan[key] = min(self._pass_bytes[key], left)
+                left -= plan[key]
+            self.plan = plan
             self._pass_bytes = {}
 
 
