@@ -23,8 +23,9 @@ its heap), and only where a kernel asks for one through :func:`empty` or :func:`
 array modules (CuPy, which has its own pool, and the strict stand-in for a device) get ``xp.empty``
 unchanged, so the same kernel code runs everywhere.
 
-The price, as with PyTorch's caching allocator: freed blocks stay in the process. At most one free
-block per size is kept per distinct size a step uses; :meth:`ArrayPool.empty_cache` hands them all
+The price, as with PyTorch's caching allocator: freed blocks stay in the process, about as many
+as a step holds at once (a request takes the smallest free block that fits it without wasting
+more than half of it). :meth:`ArrayPool.empty_cache` hands them all
 back (``minires.kernels.array_pool.POOL.empty_cache()``), and ``POOL.enabled = False`` turns the
 pool off (every request then goes to ``xp.empty``).
 """
@@ -64,19 +65,29 @@ class ArrayPool:
             return numpy.empty(shape, dtype)
         size = -(-nbytes // self.granularity) * self.granularity
         with self._lock:
-            blocks = self._free.get(size)
-            block = blocks.pop() if blocks else None
-            if block is not None:
+            fit = self._best_fit(size)
+            if fit is not None:
+                size = fit
+                block = self._free[size].pop()
                 self.cached_bytes -= size
                 self.hits += 1
             else:
+                block = None
                 self.misses += 1
             self.in_use_bytes += size
         if block is None:
             block = bytearray(size)
-        array = numpy.ndarray(shape, dtype, buffer=block)
+        array = numpy.ndarray(shape, dtype, buffer=block)    # the first nbytes of the block
         weakref.finalize(array, self._give_back, block, size)
         return array
+
+    def _best_fit(self, size: int) -> int | None:
+        """The smallest free block size that holds ``size`` bytes without wasting more than half
+        of it (a step's arrays come in a few sizes; a larger free block serves a smaller request,
+        as one malloc heap would, so the pool holds about what one step needs at once, not one
+        block of every size it ever saw)."""
+        sizes = [s for s, blocks in self._free.items() if blocks and size <= s <= 2 * size]
+        return min(sizes) if sizes else None
 
     def _give_back(self, block, size: int) -> None:
         with self._lock:

@@ -336,4 +336,4 @@ class PatchBudget:
             self._pass_bytes = {}
 
 
-PATCH_BUDGET = PatchBudget(budget_bytes=256 * 2**20)
+PATCH_BUDGET = PatchBudget(budget_bytes=192 * 2**20)
