@@ -15,7 +15,7 @@ EXPECTED = {"README.md": {"readme-quick-run", "readme-performance"},
             "docs/paper-results.md": {"degradation-table", "degradation-facts",
                                       "responses-trained", "depth-sweep", "gradflow-init"},
             "docs/cli.md": {"cli-results-json"},
-            "docs/benchmarks.md": {"benchmarks-step", "benchmarks-kernels",
+            "docs/benchmarks.md": {"benchmarks-step", "benchmarks-step-plain", "benchmarks-kernels",
                                    "benchmarks-profile"}}
 
 
