@@ -200,3 +200,15 @@ def test_a_retained_graph_backs_up_twice_with_kept_patches(monkeypatch):
     first = w.grad.numpy().copy()
     out.backward()                                    # the patches were freed: rebuilt from x
     np.testing.assert_array_equal(w.grad.numpy(), 2 * first)
+
+
+def test_a_larger_free_block_serves_a_smaller_request_up_to_twice_its_size():
+    pool = ArrayPool()
+    a = pool.empty((4, 1 << 20), np.uint8)            # 4 MiB
+    where = address(a)
+    del a
+    gc.collect()
+    small = pool.empty((1 << 20,), np.uint8)          # 1 MiB: would waste three quarters
+    assert address(small) != where
+    b = pool.empty((3, 1 << 20), np.uint8)            # 3 MiB: takes the 4 MiB block
+    assert address(b) == where and pool.hits == 1

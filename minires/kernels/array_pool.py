@@ -41,7 +41,7 @@ __all__ = ["ArrayPool", "POOL", "empty", "zeros"]
 
 
 class ArrayPool:
-    """Free blocks of host memory, kept by size and handed out again for arrays of that size."""
+    """Free blocks of host memory, kept by size and handed out again for arrays that fit them."""
 
     def __init__(self, min_bytes: int = 1 << 20, granularity: int = 1 << 16):
         self.enabled = True
