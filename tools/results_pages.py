@@ -368,6 +368,10 @@ def block_readme_performance(results=None) -> str:
                  "`benchmarks/results/bench_step_plain_cpu.json`): " + "; ".join(
                      f"{r['model']} step {_x(r.get('ratio'))}, peak memory "
                      f"{_x(r.get('peak_rss_ratio'))}" for r in plain["rows"]) + ".")
+        load = (plain.get("run") or {}).get("load_average_before")
+        if load is not None and load[0] > plain["machine"]["cpus"]:
+            text += (f" That run shared the machine (load average {load[0]:.1f} on "
+                     f"{plain['machine']['cpus']} cores), so its time ratios are not conclusive.")
     return _wrap(text)
 
 
