@@ -4,7 +4,7 @@ peak memory of a training step.
 
     python benchmarks/bench_step.py [--device cpu|cuda] [--cases resnet20:128:32 ...]
                                     [--models resnet20 --batch-sizes 128 --image-size 32]
-                                    [--repeat 5] [--no-memory] [--json out.json]
+                                    [--repeat 5] [--no-memory] [--plain-loop] [--json out.json]
 
 A case is ``model:batch:image_size``; the default cases are CIFAR ResNet-20, -56 and -110 at batch
 128 on 32x32 images and ImageNet ResNet-18 at batch 8 on 224x224. ``--models``/``--batch-sizes``/
@@ -12,6 +12,11 @@ A case is ``model:batch:image_size``; the default cases are CIFAR ResNet-20, -56
 same layers (3x3 convs without bias, BN, option-A shortcuts for the CIFAR nets; the 7x7 stem, max
 pool and projection shortcuts for ImageNet). Ratio = minires time / PyTorch time (lower is
 better). On cuda, PyTorch uses cuDNN.
+
+By default the process first calls ``minires.host_allocator.tune_host_allocator()``, as the
+``minires`` command and ``fit`` do. ``--plain-loop`` leaves it out: the loop is then a user's own
+PyTorch-style program (model, SGD, cross_entropy, zero_grad/backward/step) with no tuning call,
+and both frameworks run with malloc's defaults.
 
 Peak memory: each framework runs three training steps in a process of its own (so that neither
 sees the other's heap), which reports its peak resident set size (``VmHWM``) and the resident
@@ -123,11 +128,13 @@ def _peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def peak_memory_child(framework: str, name: str, batch: int, size: int, steps: int = 3) -> dict:
+def peak_memory_child(framework: str, name: str, batch: int, size: int, steps: int = 3,
+                      plain_loop: bool = False) -> dict:
     """Run in a fresh process: build the model and a batch, then ``steps`` training steps.
     Returns the process's peak RSS, its RSS before the first step, and their difference."""
     if framework == "minires":
-        tune_host_allocator()
+        if not plain_loop:
+            tune_host_allocator()
         model, opt, x, y = build_minires(name, batch, size, "cpu")
         loss_fn = F.cross_entropy
     else:
@@ -145,10 +152,11 @@ def peak_memory_child(framework: str, name: str, batch: int, size: int, steps: i
             "step_peak_mib": round(peak - before, 1)}
 
 
-def peak_memory(framework: str, name: str, batch: int, size: int) -> dict | None:
+def peak_memory(framework: str, name: str, batch: int, size: int,
+                plain_loop: bool = False) -> dict | None:
     """:func:`peak_memory_child` in a process of its own; None if that process failed."""
     cmd = [sys.executable, os.path.abspath(__file__), "--peak-memory-child", framework, name,
-           str(batch), str(size)]
+           str(batch), str(size)] + (["--plain-loop"] if plain_loop else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         print(f"peak memory of {framework} {name} failed: {done.stderr.strip()[-300:]}")
@@ -181,17 +189,22 @@ def main(argv=None):
     parser.add_argument("--json")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the peak-memory measurement (one process per framework)")
+    parser.add_argument("--plain-loop", action="store_true",
+                        help="a user's own loop: no tune_host_allocator() call, malloc's defaults")
     parser.add_argument("--peak-memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_memory_child:
         framework, name, batch, size = args.peak_memory_child
-        print(json.dumps(peak_memory_child(framework, name, int(batch), int(size))))
+        print(json.dumps(peak_memory_child(framework, name, int(batch), int(size),
+                                           plain_loop=args.plain_loop)))
         return
-    tune_host_allocator()   # as the minires command and fit() do: the speed of a training loop
+    if not args.plain_loop:
+        tune_host_allocator()   # as the minires command and fit() do
     torch = torch_or_none()
     if torch is not None and not args.device.startswith("cuda"):
         torch.set_num_threads(os.cpu_count() or 1)
     rows = []
+    load_before = os.getloadavg()   # the machine's load (1, 5, 15 min): other work skews times
     print(f"{'model':<10} {'batch':>5} {'size':>4} | {'step s':>7} {'torch':>7} {'ratio':>5} | "
           f"{'eval s':>7} {'torch':>7} {'ratio':>5} | peak RSS MiB (torch, ratio)")
     for name, batch, size in parse_cases(args):
@@ -205,8 +218,8 @@ def main(argv=None):
                "eval_ratio": e_mr / e_torch if e_torch else None}
         memory = "-"
         if not args.no_memory and not args.device.startswith("cuda"):
-            row["minires_memory"] = peak_memory("minires", name, batch, size)
-            row["torch_memory"] = peak_memory("torch", name, batch, size) \
+            row["minires_memory"] = peak_memory("minires", name, batch, size, args.plain_loop)
+            row["torch_memory"] = peak_memory("torch", name, batch, size, args.plain_loop) \
                 if torch is not None else None
             if row["minires_memory"] and row["torch_memory"]:
                 row["peak_rss_ratio"] = (row["minires_memory"]["peak_rss_mib"]
@@ -222,7 +235,9 @@ def main(argv=None):
               f"{fmt(row['ratio'], '>5.2f')} | {e_mr:>7.3f} {fmt(e_torch, '>7.3f')} "
               f"{fmt(row['eval_ratio'], '>5.2f')} | {memory}", flush=True)
     if args.json:
-        write_results(args.json, args.device, rows)
+        write_results(args.json, args.device, rows,
+                      {"plain_loop": args.plain_loop, "load_average_after": os.getloadavg(),
+                       "load_average_before": load_before})
 
 
 if __name__ == "__main__":

@@ -49,7 +49,11 @@ def torch_or_none():
         return None
 
 
-def write_results(path: str, device: str, rows: list) -> None:
-    """The rows of a benchmark, with the device and the machine, as JSON."""
+def write_results(path: str, device: str, rows: list, run: dict | None = None) -> None:
+    """The rows of a benchmark, with the device and the machine (and, if given, how the run was
+    made: ``run``), as JSON."""
+    data = {"device": device, "machine": machine(), "rows": rows}
+    if run is not None:
+        data["run"] = run
     with open(path, "w") as f:
-        json.dump({"device": device, "machine": machine(), "rows": rows}, f, indent=1)
+        json.dump(data, f, indent=1)

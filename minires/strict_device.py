@@ -82,7 +82,7 @@ class StrictArray:
     every NumPy entry point.
     """
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "__weakref__")   # weak references: kernels track buffers they keep
     __array_ufunc__ = None      # numpy ufuncs and ndarray operators defer to us, then we refuse
     __array_priority__ = 1000
 

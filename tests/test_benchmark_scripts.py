@@ -103,3 +103,18 @@ def test_the_twin_computes_what_minires_computes(residual):
                                atol=1e-5)
     for a, b in zip(ours_params, twin_params):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-3, atol=1e-5)
+
+
+def test_bench_step_plain_loop_makes_no_tuning_call(tmp_path, monkeypatch):
+    bench = _script("bench_step")
+    calls = []
+    monkeypatch.setattr(bench, "tune_host_allocator", lambda: calls.append(1))
+    out = tmp_path / "plain.json"
+    bench.main(["--cases", "resnet20:2:8", "--repeat", "1", "--no-memory", "--plain-loop",
+                "--json", str(out)])
+    assert calls == [], "a user's own loop makes no tune_host_allocator() call"
+    data = json.loads(out.read_text())
+    assert data["run"]["plain_loop"] is True
+    assert len(data["run"]["load_average_before"]) == 3
+    row, = data["rows"]
+    assert row["model"] == "resnet20" and row["minires_s"] > 0

@@ -280,7 +280,57 @@ def block_benchmarks_step(results=None) -> str:
     lines.append(_wrap(f"(`benchmarks/results/bench_step_cpu.json`: {m['cpus']} CPU cores, "
                        f"NumPy {m.get('numpy')}, PyTorch {m.get('torch')} with "
                        f"{m.get('torch_threads')} threads. Peak RSS is each framework's whole "
-                       f"process, measured in a process of its own{torch_import}.)").rstrip("\n"))
+                       f"process, measured in a process of its own{torch_import}."
+                       f"{_load_note(data)})").rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def _load_note(data) -> str:
+    """How loaded the machine was while a benchmark ran (its JSON's ``run``), if it says."""
+    run = data.get("run") or {}
+    before, after = run.get("load_average_before"), run.get("load_average_after")
+    if not before or not after:
+        return ""
+    return (f" The machine's load average (1 minute) was {before[0]:.1f} when the run started and "
+            f"{after[0]:.1f} when it ended, on {data['machine']['cpus']} cores: other work "
+            f"shared them, which slows PyTorch's threads most.")
+
+
+STEP_TIME_TARGET, PEAK_MEMORY_TARGET = 2.0, 1.0     # issue 24: minires / PyTorch, plain loop
+
+
+def block_benchmarks_step_plain(results=None) -> str:
+    """The plain-loop training-step table of docs/benchmarks.md (bench_step_plain_cpu.json), with
+    each case's verdict against the targets."""
+    data = _bench("bench_step_plain_cpu.json")
+    if data is None:
+        return "(no committed plain-loop run: run `benchmarks/bench_step.py --plain-loop`)\n"
+    lines = ["| case (float32), a user's loop, no tuning call | step, minires | step, PyTorch | "
+             "ratio | peak RSS, minires | peak RSS, PyTorch | ratio | targets "
+             f"(<= {STEP_TIME_TARGET:.1f}x, <= {PEAK_MEMORY_TARGET:.1f}x) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    # a time ratio measured while more work ran than the machine has cores says little
+    load = (data.get("run") or {}).get("load_average_before")
+    loaded = load is not None and load[0] > data["machine"]["cpus"]
+    for r in data["rows"]:
+        mem_mr, mem_t = r.get("minires_memory"), r.get("torch_memory")
+        time_ok = r.get("ratio") is not None and r["ratio"] <= STEP_TIME_TARGET
+        memory_ok = r.get("peak_rss_ratio") is not None and \
+            r["peak_rss_ratio"] <= PEAK_MEMORY_TARGET
+        verdict = ("time met" if time_ok else "time not met") + \
+            (" (on a loaded machine: not conclusive)" if loaded else "") + ", " + \
+            ("memory met" if memory_ok else "memory not met")
+        lines.append(
+            f"| {_step_label(r)} | {r['minires_s']:.3f} s | "
+            + (f"{r['torch_s']:.3f} s" if r.get("torch_s") else "-")
+            + f" | {_x(r.get('ratio'))} | "
+            + (f"{mem_mr['peak_rss_mib']:.0f} MiB" if mem_mr else "-") + " | "
+            + (f"{mem_t['peak_rss_mib']:.0f} MiB" if mem_t else "-")
+            + f" | {_x(r.get('peak_rss_ratio'))} | {verdict} |")
+    lines.append("")
+    lines.append(_wrap(f"(`benchmarks/results/bench_step_plain_cpu.json`, `bench_step.py "
+                       f"--plain-loop`: no `tune_host_allocator()` in either framework's "
+                       f"process.{_load_note(data)})").rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
@@ -519,9 +569,20 @@ def block_readme_performance(results=None) -> str:
         if r.get("peak_rss_ratio"):
             text += f", peak memory {_x(r['peak_rss_ratio'])}"
         parts.append(text)
-    return _wrap(f"Measured against PyTorch {data['machine'].get('torch')} in the same run on "
-                 f"{data['machine']['cpus']} CPU cores (`benchmarks/results/bench_step_cpu.json`, "
-                 f"minires / PyTorch, lower is better): " + "; ".join(parts) + ".")
+    text = (f"Measured against PyTorch {data['machine'].get('torch')} in the same run on "
+            f"{data['machine']['cpus']} CPU cores (`benchmarks/results/bench_step_cpu.json`, "
+            f"minires / PyTorch, lower is better): " + "; ".join(parts) + ".")
+    plain = _bench("bench_step_plain_cpu.json")
+    if plain is not None:
+        text += (" In a user's own loop with no tuning call (`bench_step.py --plain-loop`, "
+                 "`benchmarks/results/bench_step_plain_cpu.json`): " + "; ".join(
+                     f"{r['model']} step {_x(r.get('ratio'))}, peak memory "
+                     f"{_x(r.get('peak_rss_ratio'))}" for r in plain["rows"]) + ".")
+        load = (plain.get("run") or {}).get("load_average_before")
+        if load is not None and load[0] > plain["machine"]["cpus"]:
+            text += (f" That run shared the machine (load average {load[0]:.1f} on "
+                     f"{plain['machine']['cpus']} cores), so its time ratios are not conclusive.")
+    return _wrap(text)
 
 
 def depth_sweep() -> dict | None:
@@ -761,6 +822,7 @@ BLOCKS = {"degradation-table": block_degradation_table,
           "cli-results-json": block_cli_results_json,
           "responses-trained": block_responses,
           "benchmarks-step": block_benchmarks_step,
+          "benchmarks-step-plain": block_benchmarks_step_plain,
           "benchmarks-kernels": block_benchmarks_kernels,
           "readme-performance": block_readme_performance,
           "depth-sweep": block_depth_sweep,
