@@ -137,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--quick", action="store_true", help="the quick configuration (default): "
                       "embedded data, 12x12 images, width 8, 800 steps: minutes on a CPU")
     mode.add_argument("--long", action="store_true", help="the quick set-up for 4,800 steps "
-                      "with the paper's step schedule (/10 at 50%% and 75%%): where ResNet-56 "
-                      "overtakes ResNet-20 (hours on a CPU; spread it with mpiexec)")
+                      "with the paper's step schedule (/10 at 50%% and 75%%): the depth sweep's "
+                      "setting where ResNet-56 ends below ResNet-20 (docs/paper-results.md has "
+                      "its committed runs and times; mpiexec spreads its nets)")
     mode.add_argument("--full", action="store_true", help="the paper's CIFAR-10 recipe "
                       "(64k iterations, depths 20-56: a GPU job)")
     d.add_argument("--depths", type=_depth, nargs="+", help="depths 6n+2 (default 20 56)")

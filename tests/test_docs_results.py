@@ -15,6 +15,7 @@ EXPECTED = {"README.md": {"readme-quick-run", "readme-performance"},
             "docs/getting-started.md": {"quick-run-facts"},
             "docs/paper-results.md": {"degradation-table", "degradation-facts",
                                       "responses-trained", "depth-sweep", "depth-sweep-commands",
+                                      "degradation-long",
                                       "gradflow-init"},
             "docs/cli.md": {"cli-results-json"},
             "docs/benchmarks.md": {"benchmarks-step", "benchmarks-step-plain", "benchmarks-kernels",
@@ -104,9 +105,32 @@ def test_the_paper_results_prose_on_the_sweep_holds():
                               f"prose after the depth-sweep block in docs/paper-results.md")
     assert "closes the distance as the runs get longer" in " ".join(
         _text("docs/paper-results.md").split())
-    width, steps, minutes, _, _ = pages.depth_sweep_minires_minutes(pages.degradation_runs(), cells)
-    assert minutes > 45, (f"one minires seed of width {width} at {steps} steps now fits a "
-                          f"45-minute preset ({minutes:.0f} min): the prose says it does not")
+
+
+def test_the_committed_long_runs_are_what_the_preset_makes():
+    """Every committed ``--long`` run has the settings ``minires degradation --long --seed K``
+    gives today, all four nets, finished; the page's figures are theirs."""
+    from minires.cli import build_parser, degradation_config
+    runs = pages.long_runs()
+    assert len(runs) >= 2, "two or more seeds of `minires degradation --long` are committed"
+    for res in runs:
+        seed = res["settings"]["seed"]
+        config = degradation_config(build_parser().parse_args(
+            ["degradation", "--long", "--seed", str(seed)]))
+        for key, value in res["settings"].items():
+            if key in ("minires_version", "depths"):
+                continue
+            assert getattr(config, key) == value, (seed, key, value, getattr(config, key))
+        assert list(config.depths) == res["settings"]["depths"]
+        assert sorted(r["model"] for r in res["runs"]) == ["plain20", "plain56", "resnet20",
+                                                           "resnet56"]
+        for r in res["runs"]:
+            assert r["steps"][-1] == config.steps and not r.get("diverged"), r["model"]
+    facts = pages.long_run_facts(runs)
+    text = " ".join(_text("docs/paper-results.md").split())
+    assert ", ".join(f"{g:+.1f}" for g in facts["gaps"]) in text
+    assert ("a hint, not a settled result" in text) == \
+        (abs(facts["mean_gap"]) < max(facts["spread"], facts["gap_spread"]))
 
 
 def test_the_kernel_pages_show_the_reference_against_the_fast_kernel():

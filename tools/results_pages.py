@@ -25,6 +25,7 @@ import textwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 DEGRADATION = os.path.join(RESULTS, "degradation_quick")
+DEGRADATION_LONG = os.path.join(RESULTS, "degradation_long")
 RESPONSES = os.path.join(RESULTS, "responses_trained")
 GRADFLOW = os.path.join(RESULTS, "gradflow_init")
 DEPTH_SWEEP = os.path.join(RESULTS, "depth_sweep")
@@ -44,6 +45,12 @@ def _load(path):
 def degradation_runs() -> list[dict]:
     """The committed quick-run results, one per seed, in seed order."""
     paths = sorted(glob.glob(os.path.join(DEGRADATION, "results_seed*.json")))
+    return [_load(p) for p in paths]
+
+
+def long_runs() -> list[dict]:
+    """The committed runs of ``minires degradation --long``, one per seed, in seed order."""
+    paths = sorted(glob.glob(os.path.join(DEGRADATION_LONG, "results_seed*.json")))
     return [_load(p) for p in paths]
 
 
@@ -75,6 +82,76 @@ def block_degradation_table(results) -> str:
         cells = " | ".join(f"{a:.1f} / {b:.1f}" for a, b in zip(e["train"], e["test"]))
         lines.append(f"| {model} | {cells} | {e['mean_train']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def long_run_facts(runs: list[dict]) -> dict:
+    """What the committed ``--long`` runs say, computed once for the page, the notebook and the
+    tests: per-seed gaps, their mean, the seeds' spread and the minutes per seed."""
+    s = degradation_summary(runs)
+    r20, r56, p20, p56 = (s[m] for m in ("resnet20", "resnet56", "plain20", "plain56"))
+    gaps = [b - a for a, b in zip(r20["train"], r56["train"])]
+    # the seed-to-seed spread of one net's final training error (the larger of the two ResNets):
+    # what a different seed alone moves a result by
+    spread = max(max(r20["train"]) - min(r20["train"]), max(r56["train"]) - min(r56["train"]))
+    return {"seeds": [r["settings"]["seed"] for r in runs], "gaps": gaps,
+            "mean_gap": sum(gaps) / len(gaps), "spread": spread,
+            "gap_spread": max(gaps) - min(gaps),
+            "deeper_ahead": sum(g < 0 for g in gaps),
+            "degradation": [b - a for a, b in zip(p20["train"], p56["train"])],
+            "minutes": [sum(r["seconds"] for r in run["runs"]) / 60 for run in runs],
+            "steps": runs[0]["settings"]["steps"], "summary": s}
+
+
+def block_degradation_long(results=None) -> str:
+    runs = long_runs()
+    if not runs:
+        return "(no committed runs: `minires degradation --long --seed K`)\n"
+    table = block_degradation_table(runs)
+    f = long_run_facts(runs)
+    st = runs[0]["settings"]
+    s = f["summary"]
+    n = len(runs)
+    degrades = ("the deep plain net degrades in every seed" if min(f["degradation"]) > 0 else
+                "the deep plain net does not degrade in every seed")
+    ahead = ("ResNet-56 ends below ResNet-20 in every seed" if f["deeper_ahead"] == n else
+             f"ResNet-56 ends below ResNet-20 in {f['deeper_ahead']} of the {n} seeds")
+    noise = max(f["spread"], f["gap_spread"])
+    if n < 2:
+        reading = "One seed says nothing of the seed-to-seed spread: a second one is needed."
+    elif abs(f["mean_gap"]) < noise:
+        reading = (f"From seed to seed the gap moves by {f['gap_spread']:.1f} points and each "
+                   f"ResNet's own error by up to {f['spread']:.1f}: a mean gap of "
+                   f"{f['mean_gap']:+.1f} points is within that spread, so on {n} seeds its "
+                   f"sign is a hint, not a settled result.")
+    else:
+        reading = (f"From seed to seed the gap moves by {f['gap_spread']:.1f} points and each "
+                   f"ResNet's own error by up to {f['spread']:.1f}: the mean gap of "
+                   f"{f['mean_gap']:+.1f} points is larger than that spread.")
+    twins = next((c for c in depth_sweep_cells(depth_sweep() or {"runs": []})
+                  if c["width"] == st["width"] and c["steps"] == st["steps"]), None) \
+        if depth_sweep() else None
+    if twins:
+        reading += (f" The PyTorch twins of the sweep, in the same setting: "
+                    f"{', '.join(f'{g:+.1f}' for g in twins['gap'])} (seeds "
+                    f"{', '.join(map(str, twins['seeds']))}).")
+    minutes = (f"{min(f['minutes']):.0f}" if round(min(f["minutes"])) == round(max(f["minutes"]))
+               else f"{min(f['minutes']):.0f}-{max(f['minutes']):.0f}")
+    text = (f"(`minires degradation --long --seed K`, {n} seed{'s' if n > 1 else ''}, "
+            f"`benchmarks/results/degradation_long/`: embedded set at {st['image_size']}x"
+            f"{st['image_size']}, base width {st['width']}, batch {st['batch_size']}, "
+            f"{st['steps']:,} steps ({st['steps'] * st['batch_size'] / st['num_train']:.0f} "
+            f"epochs), learning rate {st['lr']} after a {st['warmup_steps']}-step warm-up, "
+            f"divided by 10 at 50% and 75% of the steps. Final training / test error in percent; "
+            f"the training error is the error on the mini-batches of the last quarter of the "
+            f"steps. Each seed's four nets took {minutes} minutes in one process with one BLAS "
+            f"thread, on a 2-core machine shared with other work.) "
+            f"Plain-56 minus plain-20, seed by seed: "
+            f"{', '.join(f'{x:+.1f}' for x in f['degradation'])} points: {degrades}. "
+            f"ResNet-56 minus ResNet-20: "
+            f"{', '.join(f'{x:+.1f}' for x in f['gaps'])} points (means "
+            f"{s['resnet56']['mean_train']:.1f}% and {s['resnet20']['mean_train']:.1f}%). "
+            f"{ahead}. {reading}")
+    return table + "\n" + _wrap(text)
 
 
 def _wrap(text: str) -> str:
@@ -156,7 +233,23 @@ def _readme_sweep_sentence() -> str:
     return (f" A sweep over base widths {', '.join(map(str, widths))} and "
             f"{' and '.join(f'{s:,}' for s in steps)} steps with the paper's step schedule "
             f"(`benchmarks/depth_sweep.py`, on PyTorch twins; `benchmarks/results/depth_sweep/`): "
-            f"{found}.")
+            f"{found}." + _readme_long_sentence())
+
+
+def _readme_long_sentence() -> str:
+    runs = long_runs()
+    if len(runs) < 2:
+        return ""
+    f = long_run_facts(runs)
+    n = len(runs)
+    ahead = (f"ends below ResNet-20 in all {n} seeds" if f["deeper_ahead"] == n else
+             f"ends below ResNet-20 in {f['deeper_ahead']} of {n} seeds")
+    within = (", within the seeds' spread" if abs(f["mean_gap"]) <
+              max(f["spread"], f["gap_spread"]) else "")
+    return (f" Its longest width-8 setting is the preset `minires degradation --long`: in "
+            f"minires's own committed runs of it (`benchmarks/results/degradation_long/`), "
+            f"ResNet-56 {ahead} (ResNet-56 minus ResNet-20: "
+            f"{', '.join(f'{g:+.1f}' for g in f['gaps'])} points{within}).")
 
 
 def block_cli_results_json(results) -> str:
@@ -617,22 +710,6 @@ def depth_sweep_cells(data: dict) -> list[dict]:
     return out
 
 
-def depth_sweep_minires_minutes(results, cells) -> tuple | None:
-    """``(width, steps, minutes, quick_seconds, quick_steps)``: what one seed of the longest
-    sweep setting at the quick run's width would take in minires, plain twins included, scaled
-    from the committed quick run's seed-0 times (None without a matching setting)."""
-    if not results:
-        return None
-    quick = results[0]
-    width, quick_steps = quick["settings"]["width"], quick["settings"]["steps"]
-    same = [c for c in cells if c["width"] == width]
-    if not same or quick["settings"]["image_size"] != depth_sweep()["settings"]["image_size"]:
-        return None
-    steps = max(c["steps"] for c in same)
-    quick_seconds = sum(r["seconds"] for r in quick["runs"])
-    return width, steps, quick_seconds * steps / quick_steps / 60, quick_seconds, quick_steps
-
-
 def depth_sweep_trends(cells: list[dict]) -> list[tuple]:
     """Per base width with two or more step counts: ``(width, (fewest steps, mean gap), (most
     steps, mean gap))``."""
@@ -683,13 +760,6 @@ def block_depth_sweep(results) -> str:
         shrinks = all(b < a for _, (_, a), (_, b) in trends)
         text += ("At every width the lag shrinks as the runs get longer: the deeper net is "
                  "catching up. " if shrinks else "The lag does not shrink at every width. ")
-    estimate = depth_sweep_minires_minutes(results, cells)
-    if estimate:
-        width, steps, minutes, quick_seconds, quick_steps = estimate
-        text += (f"In minires itself, at the speed of the committed quick run (width {width}, "
-                 f"its four nets {quick_seconds:.0f} s for {quick_steps:,} steps, seed 0), one "
-                 f"seed of width {width} at {steps:,} steps with the plain twins would take about "
-                 f"{minutes:.0f} minutes on this CPU. ")
     if not wins:
         text += (f"In none of the {len(cells)} settings does ResNet-56 end below ResNet-20 on "
                  f"average: within these budgets the deeper ResNet does not yet train better.")
@@ -828,6 +898,7 @@ BLOCKS = {"degradation-table": block_degradation_table,
           "depth-sweep": block_depth_sweep,
           "depth-sweep-commands": block_depth_sweep_commands,
           "gradflow-init": block_gradflow_init,
+          "degradation-long": block_degradation_long,
           "benchmarks-profile": block_benchmarks_profile,
           "kernel-conv2d": block_kernel_conv2d,
           "kernel-batch-norm": block_kernel_batch_norm,
@@ -898,6 +969,17 @@ def figures(results) -> list[str]:
             static = os.path.join(ROOT, "docs", "_static", f"lesion_quick_{kind}.png")
             if os.path.exists(static):
                 shutil.copyfile(path, static)
+    long = long_runs()
+    if long:
+        runs = [dict(r, model=f"{r['model']} s{res['settings']['seed']}")
+                for res in long for r in res["runs"]]
+        path = os.path.join(DEGRADATION_LONG, "training_error.png")
+        plots.save_figure(plots.training_curves_figure(
+            runs, key="train_error", title=f"minires degradation --long, "
+            f"{len(long)} seeds"), path)
+        shutil.copyfile(path, os.path.join(ROOT, "docs", "_static",
+                                           "degradation_long_training_error.png"))
+        written.append(path)
     sweep = depth_sweep()
     if sweep is not None:
         path = depth_sweep_figure(sweep, os.path.join(DEPTH_SWEEP, "depth_sweep.png"))
