@@ -50,7 +50,9 @@ class ArrayPool:
         # size (a last batch a few images shorter) share blocks
         self.granularity = granularity
         self._free: dict[int, list] = {}
-        self._lock = threading.Lock()
+        # re-entrant: the cyclic garbage collector may free a pooled array (and so run
+        # _give_back) in the middle of ``empty``, on the same thread, while it holds the lock
+        self._lock = threading.RLock()
         self.cached_bytes = 0        # in free blocks
         self.in_use_bytes = 0        # in blocks handed out and not yet returned
         self.hits = 0                # requests served from a free block
@@ -86,7 +88,7 @@ class ArrayPool:
         of it (a step's arrays come in a few sizes; a larger free block serves a smaller request,
         as one malloc heap would, so the pool holds about what one step needs at once, not one
         block of every size it ever saw)."""
-        sizes = [s for s, blocks in self._free.items() if blocks and size <= s <= 2 * size]
+        sizes = [s for s, blocks in list(self._free.items()) if blocks and size <= s <= 2 * size]
         return min(sizes) if sizes else None
 
     def _give_back(self, block, size: int) -> None:
