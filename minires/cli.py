@@ -257,7 +257,7 @@ def _prepare_out(args, resume_from: str | None = None) -> str:
     return out
 
 
-# --- minires lesion / minires landscape (the work is in minires.studies) ---
+# --- minires lesion / minires landscape (the work is in minires.experiments) ---
 def _add_study_parsers(sub) -> None:
     for command, text in (("lesion", "delete blocks of trained nets at test time (Veit et al. "
                            "2016): writes lesion.json and figures"),
@@ -293,7 +293,7 @@ def _add_study_parsers(sub) -> None:
 
 
 def cmd_study(args) -> int:
-    from . import studies
+    from .experiments import landscape, lesion
     names = [_model_name(args.model)] + [_model_name(n) for n in (args.compare or [])]
     device = _device(args.device)
     if args.command == "landscape" and (args.grid < 2 or not 0 < args.span < float("inf")):
@@ -306,14 +306,14 @@ def cmd_study(args) -> int:
                   progress=not args.no_progress)
     try:
         if args.command == "lesion":
-            results = studies.run_lesion(names, images=args.images, ks=args.ks,
-                                         draws=args.draws, **common)
-            print(studies.lesion_table(results))
+            results = lesion.run_lesion(names, images=args.images, ks=args.ks, draws=args.draws,
+                                        **common)
+            print(lesion.lesion_table(results))
         else:
-            results = studies.run_landscape(names, grid=args.grid, span=args.span,
-                                            images=args.images, curve_points=args.curve_points,
-                                            **common)
-            print(studies.landscape_table(results))
+            results = landscape.run_landscape(names, grid=args.grid, span=args.span,
+                                              images=args.images, curve_points=args.curve_points,
+                                              **common)
+            print(landscape.landscape_table(results))
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc))
     print(f"wrote {os.path.join(out, args.command + '.json')} and figures to {out}/")
