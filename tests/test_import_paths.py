@@ -5,7 +5,8 @@ import inspect
 import pytest
 
 from minires import experiments, jsonio, studies
-from minires.experiments import common, degradation, gradflow, landscape, lesion, responses
+from minires.experiments import (common, degradation, gradflow, landscape, lesion, responses,
+                                 train)
 
 # name -> the module of minires.experiments that defines it
 OLD_EXPERIMENTS_NAMES = {
@@ -15,7 +16,7 @@ OLD_EXPERIMENTS_NAMES = {
     "GRADFLOW_RESPONSES_TITLE": gradflow, "GRADFLOW_POOL_IMAGES": gradflow,
     "GRADFLOW_TEST_IMAGES": gradflow, "GRADFLOW_MAX_WARMUP_STEPS": gradflow,
     "run_responses": responses, "RESPONSES_BATCH_SIZE": responses,
-    "PROBE_BATCH_SIZE": common, "PROBE_SEED_OFFSET": common,
+    "PROBE_BATCH_SIZE": common, "PROBE_SEED_OFFSET": common, "run_train": train,
 }
 OLD_STUDIES_NAMES = {
     "run_lesion": lesion, "lesion_table": lesion, "lesion_markdown": lesion,
@@ -46,11 +47,21 @@ def test_the_landscape_figures_are_still_importable_from_lesion_plots():
 
 def test_no_experiment_writes_results_json_but_through_jsonio():
     # one writer of results files (atomic, fsync-ed): the experiments do not carry their own
-    for module in (common, degradation, gradflow, landscape, lesion, responses):
+    for module in (common, degradation, gradflow, landscape, lesion, responses, train):
         source = inspect.getsource(module)
         assert "json.dump(" not in source and "os.replace(" not in source, module.__name__
 
 
 def test_the_experiments_write_results_with_jsonio():
-    for module in (degradation, gradflow, landscape, lesion, responses):
+    for module in (degradation, gradflow, landscape, lesion, responses, train):
         assert module.write_json is jsonio.write_json, module.__name__
+
+
+def test_the_cli_only_parses_and_calls():
+    # the work of `minires train` is experiments.train.run_train: the CLI builds no model,
+    # augmentation, data-parallel wrapper or figure itself
+    from minires import cli
+    source = inspect.getsource(cli.cmd_train)
+    for built_there in ("get_model", "Compose(", "DistributedDataParallel", "save_figure",
+                        "fit(", "write_json"):
+        assert built_there not in source, built_there

@@ -19,3 +19,4 @@ from .gradflow import (GRADFLOW_MAX_WARMUP_STEPS, GRADFLOW_POOL_IMAGES,
 from .landscape import landscape_markdown, landscape_table, run_landscape
 from .lesion import lesion_markdown, lesion_rows, lesion_table, run_lesion
 from .responses import RESPONSES_BATCH_SIZE, run_responses
+from .train import run_train
