@@ -58,7 +58,7 @@ def _writable_dir(path: str) -> str:
 def _device(name: str | None) -> str:
     """The device to run on: ``--device``, else $MINIRES_DEVICE, else "cpu"; checked here so a
     missing GPU is one line before any work starts."""
-    from . import backend
+    from .devices import backend
     try:
         device = backend.normalize_device(name or os.environ.get("MINIRES_DEVICE") or "cpu")
         backend.get_array_module(device)

@@ -65,3 +65,17 @@ def test_the_cli_only_parses_and_calls():
     for built_there in ("get_model", "Compose(", "DistributedDataParallel", "save_figure",
                         "fit(", "write_json"):
         assert built_there not in source, built_there
+
+
+@pytest.mark.parametrize("old, new", [("backend", "backend"), ("strict_device", "strict"),
+                                      ("cuda", "cuda"), ("accelerator", "accelerator")])
+def test_the_old_device_paths_name_the_very_modules_of_minires_devices(old, new):
+    import importlib
+
+    import minires as mr
+    moved = importlib.import_module(f"minires.devices.{new}")
+    assert importlib.import_module(f"minires.{old}") is moved     # not a copy: one state
+    assert getattr(mr, old) is moved
+    if old == "backend":
+        from minires.backend import Device, to_device, to_host      # noqa: F401
+        assert mr.backend.to_host is moved.to_host

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from ..autograd import Tensor
 from ..dtypes import as_dtype, float32
 

@@ -18,7 +18,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from .. import __version__, backend, models
+from .. import __version__, models
+from ..devices import backend
 from ..data.loader import DataLoader
 from ..data.transforms import Compose, RandomCrop, RandomHorizontalFlip
 from ..diagnostics import measure_gradient_flow

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from .. import __version__, backend, models
+from .. import __version__, models
+from ..devices import backend
 from ..data.loader import DataLoader
 from ..diagnostics import measure_gradient_flow
 from ..jsonio import write_json

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import time
 
-from .. import __version__, backend
+from .. import __version__
+from ..devices import backend
 from ..jsonio import json_safe, write_json
 from .common import degradation_data, print_line, refuse_overwrite
 from .degradation import trained_models

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from .. import __version__, backend
+from .. import __version__
+from ..devices import backend
 from ..data.loader import DataLoader
 from ..jsonio import write_json
 from .common import (load_data, load_trained_model, print_line, read_results,

@@ -28,7 +28,7 @@ import numbers
 
 import numpy
 
-from ... import backend
+from ...devices import backend
 from ...autograd import Tensor
 from ...data import loader as _loader
 from ...data.loader import Dataset, Subset, TensorDataset
