@@ -6,11 +6,11 @@ or a strict CPU stand-in for GPU semantics ("strict"); ``minires.nn``, ``minires
 """
 __version__ = "0.1.0"
 
-from . import backend, cuda  # noqa: F401
+from .devices import backend, cuda  # noqa: F401
 from . import ops as _ops  # noqa: F401  (attaches Tensor methods)
 from .autograd import (Size, Tensor, enable_grad, grad, inference_mode,  # noqa: F401
                        is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled)
-from .backend import Device, DeviceError  # noqa: F401
+from .devices.backend import Device, DeviceError  # noqa: F401
 from .creation import (arange, as_tensor, empty, eye, from_numpy, full, ones, ones_like,  # noqa
                        rand, randint, randn, tensor, zeros, zeros_like)
 from .dtypes import bool_, float16, float32, float64, int32, int64  # noqa: F401

@@ -58,7 +58,7 @@ def _writable_dir(path: str) -> str:
 def _device(name: str | None) -> str:
     """The device to run on: ``--device``, else $MINIRES_DEVICE, else "cpu"; checked here so a
     missing GPU is one line before any work starts."""
-    from . import backend
+    from .devices import backend
     try:
         device = backend.normalize_device(name or os.environ.get("MINIRES_DEVICE") or "cpu")
         backend.get_array_module(device)
@@ -257,7 +257,7 @@ def _prepare_out(args, resume_from: str | None = None) -> str:
     return out
 
 
-# --- minires lesion / minires landscape (the work is in minires.studies) ---
+# --- minires lesion / minires landscape (the work is in minires.experiments) ---
 def _add_study_parsers(sub) -> None:
     for command, text in (("lesion", "delete blocks of trained nets at test time (Veit et al. "
                            "2016): writes lesion.json and figures"),
@@ -293,7 +293,7 @@ def _add_study_parsers(sub) -> None:
 
 
 def cmd_study(args) -> int:
-    from . import studies
+    from .experiments import landscape, lesion
     names = [_model_name(args.model)] + [_model_name(n) for n in (args.compare or [])]
     device = _device(args.device)
     if args.command == "landscape" and (args.grid < 2 or not 0 < args.span < float("inf")):
@@ -306,14 +306,14 @@ def cmd_study(args) -> int:
                   progress=not args.no_progress)
     try:
         if args.command == "lesion":
-            results = studies.run_lesion(names, images=args.images, ks=args.ks,
-                                         draws=args.draws, **common)
-            print(studies.lesion_table(results))
+            results = lesion.run_lesion(names, images=args.images, ks=args.ks, draws=args.draws,
+                                        **common)
+            print(lesion.lesion_table(results))
         else:
-            results = studies.run_landscape(names, grid=args.grid, span=args.span,
-                                            images=args.images, curve_points=args.curve_points,
-                                            **common)
-            print(studies.landscape_table(results))
+            results = landscape.run_landscape(names, grid=args.grid, span=args.span,
+                                              images=args.images, curve_points=args.curve_points,
+                                              **common)
+            print(landscape.landscape_table(results))
     except (FileExistsError, ValueError) as exc:
         raise CLIError(str(exc))
     print(f"wrote {os.path.join(out, args.command + '.json')} and figures to {out}/")
@@ -399,13 +399,7 @@ def cmd_responses(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from . import models
-    from .data.transforms import Compose, RandomCrop, RandomHorizontalFlip
-    from .diagnostics import plots
-    from .experiments import load_data
-    from .jsonio import write_json
-    from .random import manual_seed
-    from .train import fit, paper_optimizer
+    from .experiments.train import run_train
     name = _model_name(args.model)
     device = _device(args.device)
     if args.dataset == "cifar10" and args.image_size != 32:
@@ -417,64 +411,25 @@ def cmd_train(args) -> int:
     if args.dataset == "embedded" and args.batch_size > args.num_train:
         raise CLIError(f"--batch-size {args.batch_size} is larger than the training set "
                        f"(--num-train {args.num_train}): lower one or raise the other")
-    rank, size = _rank(), _world_size()
+    size = _world_size()
     if args.batch_size % size:
         raise CLIError(f"--batch-size {args.batch_size} does not split over {size} ranks: give a "
                        f"multiple of {size} (each rank takes batch / ranks)")
     out = _on_rank_0(lambda: _prepare_out(args, resume_from="checkpoint.npz"))
-    checkpoint = os.path.join(out, "checkpoint.npz")
-    train, test = load_data(args.dataset, args.image_size, args.num_train, 2000, args.seed,
-                            args.data_dir)
-    manual_seed(args.seed)
-    model = models.get_model(name, **({} if models.is_imagenet_name(name) else
-                                      {"width": args.width})).to(device)
-    transform = Compose([RandomCrop(args.image_size, padding=4), RandomHorizontalFlip()]) \
-        if args.augment else None
-    train_data, per_rank = train, args.batch_size
-    if size > 1:      # data-parallel: one replica per rank, each on its share of every batch
-        from .nn import SyncBatchNorm
-        from .nn.parallel import DistributedDataParallel
-        from .train import ShardedDataLoader
-        per_rank = args.batch_size // size
-        if args.sync_bn:
-            model = SyncBatchNorm.convert_sync_batchnorm(model)
-        model = DistributedDataParallel(model)
-        train_data = ShardedDataLoader(train, size, rank, batch_size=per_rank, shuffle=True,
-                                       drop_last=len(train) >= args.batch_size, seed=args.seed,
-                                       transform=transform, device=device)
-    settings = {k: getattr(args, k) for k in _TRAIN_SETTINGS} | {"model": name, "ranks": size}
-    if args.resume:
-        settings = _extension(checkpoint, settings, args, train)
-    history = fit(model, train_data, test, epochs=args.epochs, steps=args.steps,
-                  optimizer=paper_optimizer(model, lr=args.lr), batch_size=per_rank,
-                  checkpoint=checkpoint, resume=args.resume, save_checkpoint=rank == 0,
-                  progress=not args.no_progress and rank == 0, seed=args.seed,
-                  transform=transform, warmup_steps=args.warmup_steps, device=device, desc=name,
-                  settings=settings)
-    if rank != 0:
+    history = run_train(name, out, dataset=args.dataset, data_dir=args.data_dir,
+                        image_size=args.image_size, width=args.width, epochs=args.epochs,
+                        steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        warmup_steps=args.warmup_steps, num_train=args.num_train,
+                        augment=args.augment, device=device, seed=args.seed,
+                        sync_bn=args.sync_bn, resume=args.resume,
+                        progress=not args.no_progress, log=print)
+    if _rank() != 0:
         return 0
-    write_json({"model": name, "history": history.to_dict()}, os.path.join(out, "history.json"))
-    if history.diverged:
-        kept = history.steps[-2] if len(history.steps) > 1 else None
-        raise TrainingDiverged(
-            f"training diverged at step {history.diverged_step}: the loss or the weights stopped "
-            f"being finite; "
-            + (f"{checkpoint} keeps step {kept}, the last finite state; " if kept else
-               "no checkpoint was written; ")
-            + "try a smaller --lr or a warm-up (--warmup-steps)")
-    plots.save_figure(plots.training_curves_figure(
-        [{"model": name, "steps": history.steps, "train_error": history.train_error}]),
-        os.path.join(out, "training_error.png"))
     print(f"{name}: final training error {history.final_train_error:.1f}%, test error "
           f"{history.final_test_error:.1f}% after {history.steps[-1] if history.steps else 0} "
           f"steps ({history.seconds:.0f} s)")
     print(f"wrote {out}/history.json, {out}/checkpoint.npz")
     return 0
-
-
-# the flags a `minires train --resume` must repeat: they shape the model, the data or the schedule
-_TRAIN_SETTINGS = ("dataset", "image_size", "width", "epochs", "steps", "batch_size", "lr",
-                   "warmup_steps", "num_train", "augment", "seed", "sync_bn")
 
 
 # --- spread over the ranks of an MPI launch ---
@@ -543,44 +498,6 @@ def _end_job(status: int) -> None:
         from mpi4py import MPI
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(status)
-
-
-# the flags that only say how long a `minires train` runs: a finished run can be extended
-_RUN_LENGTH = ("epochs", "steps")
-
-
-def _extension(checkpoint: str, settings: dict, args, train) -> dict:
-    """``--resume`` of a finished run with a longer ``--epochs``/``--steps``: the settings to
-    resume with (the checkpoint's run length, so that only the total changes), after one line
-    saying so; the total it already reached: nothing more to train, as a plain resume of a
-    finished run. Anything else is left to ``fit``'s own check, except a shorter total or the
-    extension of an unfinished run, refused in one line."""
-    from . import serialization
-    from .data.loader import DataLoader
-    state = serialization.load(checkpoint)
-    saved = state.get("settings") if isinstance(state, dict) else None
-    if not saved or any(saved.get(k) != settings.get(k) for k in set(saved) | set(settings)
-                        if k not in _RUN_LENGTH) or \
-            all(saved.get(k) == settings.get(k) for k in _RUN_LENGTH):
-        return settings             # the same run, or another one (fit says what differs)
-    per_epoch = len(DataLoader(train, batch_size=args.batch_size,
-                               drop_last=len(train) >= args.batch_size))
-
-    def total(length: dict) -> int:
-        return int(length["steps"]) if length.get("steps") else int(length["epochs"]) * per_epoch
-
-    done, was, now = int(state["step"]), total(saved), total(settings)
-    if done < was:
-        raise CLIError(f"the run in {args.out} stopped at step {done} of its {was}: finish it "
-                       f"first (--resume with the flags it was started with), then extend it")
-    if now < done:
-        raise CLIError(f"the run in {args.out} already trained {done} steps and --epochs/--steps "
-                       f"ask for {now}: nothing to do; ask for more to extend it")
-    if now > done:
-        print(f"minires train: extending the finished run in {args.out} from step {done} to "
-              f"{now} (from its last checkpoint; the learning rate carries on from its last "
-              f"value)")
-    return settings | {k: saved.get(k) for k in _RUN_LENGTH}
 
 
 class _Stopped(BaseException):

@@ -11,7 +11,7 @@ import numbers
 
 import numpy
 
-from . import backend
+from .devices import backend
 from .autograd import Tensor
 from .dtypes import as_dtype, float32
 from .random import host_generator

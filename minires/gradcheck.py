@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy
 
-from . import backend
+from .devices import backend
 from .autograd import Tensor, no_grad
 
 

@@ -21,7 +21,7 @@ import zipfile
 
 import numpy
 
-from . import backend
+from .devices import backend
 from .autograd import Tensor
 from .errors import CheckpointError
 

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy
 
-from . import backend, random as mr_random, serialization
+from . import random as mr_random, serialization
+from .devices import backend
 from .autograd import Tensor, no_grad
 from .data.loader import DataLoader
 from .host_allocator import tune_host_allocator

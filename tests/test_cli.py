@@ -299,14 +299,15 @@ def test_degradation_table_stays_aligned_with_a_diverged_run():
 
 def test_gradflow_data_does_not_grow_with_the_steps(tmp_path, monkeypatch):
     from minires import experiments
+    from minires.experiments import gradflow
     asked = []
     real_load = experiments.load_data
 
     def load_data(dataset, image_size, num_train, *rest, **kw):
         asked.append(num_train)
         return real_load(dataset, image_size, num_train, *rest, **kw)
-    monkeypatch.setattr(experiments, "load_data", load_data)
-    monkeypatch.setattr(experiments, "fit", lambda *a, **kw: None)   # only the data is measured
+    monkeypatch.setattr(gradflow, "load_data", load_data)
+    monkeypatch.setattr(gradflow, "fit", lambda *a, **kw: None)   # only the data is measured
     for steps in (0, 10 ** 6):
         experiments.run_gradflow(["plain8"], batch_size=8, image_size=8, width=2,
                                  after_steps=steps, out=str(tmp_path / str(steps)),

@@ -133,7 +133,8 @@ def test_lesion_bad_input_is_one_line():
 # --- the command ---
 
 class TinyConfig:
-    """Stands in for DegradationConfig in minires.studies: its quick preset at toy size."""
+    """Stands in for DegradationConfig in minires.experiments.degradation: its quick preset at toy
+    size."""
 
     @staticmethod
     def quick(**overrides):
@@ -148,10 +149,11 @@ def trained(tmp_path_factory):
     """Models missing from --from are trained with the quick preset (here a toy one) into
     OUT/trained: the degradation folder the other tests use."""
     from minires import studies
+    from minires.experiments import degradation
     out = str(tmp_path_factory.mktemp("study"))
     lines = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(studies, "DegradationConfig", TinyConfig)
+        patch.setattr(degradation, "DegradationConfig", TinyConfig)
         models, folder = studies.trained_models(["resnet8", "plain8"], out, source=None,
                                                 progress=False, log=lines.append)
     return out, folder, models, lines

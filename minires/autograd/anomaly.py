@@ -12,7 +12,7 @@ import traceback
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from ..errors import AnomalyError
 from .grad_mode import ThreadMode
 from .tensor import Tensor

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from .anomaly import check_backward, is_anomaly_enabled
 from .function import Function, check_versions, graph_node
 from .grad_mode import no_grad

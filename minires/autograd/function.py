@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..backend import memory_owner
+from ..devices.backend import memory_owner
 from .anomaly import check_forward, is_anomaly_enabled
 from .grad_mode import is_grad_enabled
 from .tensor import Tensor

@@ -13,8 +13,8 @@ from typing import Callable, Iterable
 
 import numpy
 
-from .. import backend
-from ..backend import Device
+from ..devices import backend
+from ..devices.backend import Device
 from ..dtypes import (DTYPE_TYPE_NAMES, TYPE_NAME_DTYPES, as_dtype, float32, float64, int64,
                       is_dtype_name)
 

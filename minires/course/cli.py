@@ -60,7 +60,7 @@ def load_student_file(path: str):
 
 
 def cmd_check(args) -> int:
-    from .. import backend
+    from ..devices import backend
     from .registry import PIECES, check, missing_functions
     try:
         backend.get_array_module(args.device)

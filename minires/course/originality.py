@@ -28,7 +28,7 @@ PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 SELF = "course" + os.sep + "originality.py"
 
-STUDENT_HELPERS = ("backend.py", "backend" + os.sep, "strict_device.py",
+STUDENT_HELPERS = ("devices" + os.sep + "backend.py", "devices" + os.sep + "strict.py",
                    "course" + os.sep + "graph.py")
 """What a student's code may call inside minires: the array module helpers, the ``strict`` device's
 arrays (a stand-in for CuPy's) and ``Value``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..backend import array_module
+from ..devices.backend import array_module
 from ..kernels import norm as norm_kernel
 from ..ops import nn_ops
 from .verdict import MissingFunctionError, lookup

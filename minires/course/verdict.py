@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 
 REFERENCE_TOLERANCE = 1e-7
 """Largest relative error accepted against minires's kernel (both in float64)."""

@@ -253,7 +253,7 @@ def _read_split(folder: Path, files) -> TensorDataset:
     labels = numpy.concatenate([p[1] for p in parts])
     images = images.astype(numpy.float32)
     images *= numpy.float32(1.0 / 255.0)
-    return TensorDataset(images, labels, _class_names(folder))
+    return TensorDataset(images, labels, classes=_class_names(folder))
 
 
 def _class_names(folder: Path) -> list:

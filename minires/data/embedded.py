@@ -56,7 +56,7 @@ class ShapesDataset(TensorDataset):
     """A :class:`~minires.data.loader.TensorDataset` of the embedded shapes-and-textures images."""
 
     def __init__(self, images, labels, classes, image_size: int, seed: int, split: str):
-        super().__init__(images, labels, classes)
+        super().__init__(images, labels, classes=classes)
         self.image_size = int(image_size)
         self.seed = int(seed)
         self.split = split

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from ..autograd import Tensor
 from ..dtypes import as_dtype, float32
 
@@ -27,52 +27,132 @@ from ..dtypes import as_dtype, float32
 _SPLIT_SALT = 0x5B117            # train_val_split
 _AUGMENTATION_SALT = 0xA06       # the generator handed to a transform, per (epoch, batch)
 
-__all__ = ["TensorDataset", "Subset", "DataLoader", "train_val_split", "get_batch"]
+__all__ = ["Dataset", "TensorDataset", "Subset", "DataLoader", "train_val_split", "get_batch"]
 
 
-class TensorDataset:
-    """Images and labels held as host NumPy arrays.
+class Dataset:
+    """The base class of map-style datasets (PyTorch's): define ``__getitem__(i)`` and
+    ``__len__``."""
 
-    ``len(ds)``; ``ds[i] -> (image (C, H, W), label int)``; ``ds[array_or_slice] -> (images,
-    labels)``; ``ds.images``, ``ds.labels``, ``ds.classes`` (class names).
+    def __getitem__(self, index):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TensorDataset(Dataset):
+    """Fields that share their first dim; sample ``i`` is ``tuple(field[i] for each field)``.
+
+    Two forms, one class:
+
+    * PyTorch's, ``TensorDataset(*tensors)``: ``ds.tensors``; a field given as a minires
+      :class:`~minires.autograd.Tensor` is indexed as a tensor (it stays where it is);
+    * minires's, ``TensorDataset(images, labels, classes=None)`` with host arrays: ``ds.images``
+      ``(N, C, H, W)``, ``ds.labels`` ``(N,)`` int64 (checked: 1-D integers), ``ds.classes`` (class
+      names, ``0 .. max label`` if not given); ``ds[i] -> (image, label int)``, ``ds[array_or_slice]
+      -> (images, labels)``.
+
+    A field that is not a tensor is kept on the host as a NumPy array, and a scalar of it comes
+    out as a Python number. ``classes`` may be given as the third argument (a list of names), as
+    minires's datasets always could.
     """
 
-    def __init__(self, images, labels, classes: Sequence[str] | None = None):
-        images = numpy.asarray(images)
-        labels = numpy.asarray(labels)
-        if labels.ndim != 1:
-            raise ValueError(f"TensorDataset: labels must be 1-D, got shape {labels.shape}")
-        if len(images) != len(labels):
-            raise ValueError(f"TensorDataset: {len(images)} images but {len(labels)} labels")
-        if labels.dtype.kind not in "iu":
-            raise TypeError(f"TensorDataset: labels must be integers, got {labels.dtype}")
-        self.images = images
-        self.labels = labels.astype(numpy.int64, copy=False)
-        if classes is None:
-            classes = [str(c) for c in range(int(self.labels.max()) + 1)] if len(labels) else []
-        self.classes = list(classes)
+    def __init__(self, *tensors, classes: Sequence[str] | None = None):
+        if len(tensors) == 3 and classes is None and _are_names(tensors[2]):
+            *tensors, classes = tensors              # minires's (images, labels, classes)
+        if not tensors:
+            raise ValueError("TensorDataset: give at least one tensor")
+        fields = [t if isinstance(t, Tensor) else numpy.asarray(t) for t in tensors]
+        if any(f.ndim == 0 for f in fields):
+            raise ValueError(f"TensorDataset: every tensor needs a first dim, got shapes "
+                             f"{[tuple(f.shape) for f in fields]}")
+        self._images_and_labels = len(fields) == 2 and not any(isinstance(f, Tensor)
+                                                               for f in fields)
+        if self._images_and_labels:          # minires's form: integer labels, named classes
+            images, labels = fields
+            if labels.ndim != 1:
+                raise ValueError(f"TensorDataset: labels must be 1-D, got shape {labels.shape}")
+            if len(images) != len(labels):
+                raise ValueError(f"TensorDataset: {len(images)} images but {len(labels)} labels")
+            if labels.dtype.kind not in "iu":
+                raise TypeError(f"TensorDataset: labels must be integers, got {labels.dtype}")
+            fields[1] = labels.astype(numpy.int64, copy=False)
+            if classes is None:
+                classes = [str(c) for c in range(int(fields[1].max()) + 1)] if len(labels) else []
+        elif len({f.shape[0] for f in fields}) > 1:
+            raise ValueError(f"TensorDataset: the tensors' first dims differ: "
+                             f"{[tuple(f.shape) for f in fields]}")
+        self._fields = fields
+        self.classes = list(classes or [])
+
+    @property
+    def tensors(self) -> tuple:
+        """The fields, in the order given (PyTorch's attribute)."""
+        return tuple(self._fields)
+
+    @property
+    def images(self):
+        return self._fields[0]
+
+    @images.setter
+    def images(self, value):
+        self._fields[0] = value
+
+    @property
+    def labels(self):
+        return self._fields[1]
+
+    @labels.setter
+    def labels(self, value):
+        self._fields[1] = value
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return int(self._fields[0].shape[0])
 
     def __getitem__(self, index):
-        if isinstance(index, (int, numpy.integer)):
-            return self.images[index], int(self.labels[index])
-        return self.images[index], self.labels[index]
+        return tuple(_item(f[index]) if not isinstance(f, Tensor) else f[index]
+                     for f in self._fields)
 
-    def get_batch(self, indices) -> tuple[numpy.ndarray, numpy.ndarray]:
-        """``(images, labels)`` of the samples at ``indices`` (a new array, safe to modify)."""
+    def get_batch(self, indices) -> tuple:
+        """``(images, labels)`` of the samples at ``indices`` as host arrays (a new array, safe to
+        modify): what minires's :class:`DataLoader` uses."""
         indices = numpy.asarray(indices, dtype=numpy.int64)
-        return self.images[indices], self.labels[indices]
+        return tuple(backend.to_host(f.array)[indices] if isinstance(f, Tensor) else f[indices]
+                     for f in self._fields)
+
+    def get_items(self, indices) -> tuple:
+        """A whole batch at once as tensors, one indexing copy per field (what
+        :class:`minires.utils.data.DataLoader` uses); a tensor's batch stays on its device."""
+        out = []
+        for f in self._fields:
+            if isinstance(f, Tensor):
+                out.append(Tensor._wrap(f.array[backend.to_device(numpy.asarray(indices),
+                                                                  f.device)]))
+            else:
+                out.append(Tensor(f[numpy.asarray(indices, dtype=numpy.int64)]))
+        return tuple(out)
 
     def __repr__(self):
+        if not self._images_and_labels:
+            return (f"{type(self).__name__}({len(self)} samples, tensors of shapes "
+                    f"{[tuple(f.shape) for f in self._fields]})")
         return (f"{type(self).__name__}({len(self)} images of shape "
                 f"{tuple(self.images.shape[1:])}, "
                 f"{self.images.dtype}, {self.num_classes} classes)")
+
+
+def _are_names(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _item(value):
+    """A scalar of a host array as a Python number (an int label stays an int)."""
+    return value.item() if isinstance(value, numpy.generic) else value
 
 
 class Subset:

@@ -6,7 +6,7 @@
 * :func:`vanishing_gradients`: the deep sigmoid/tanh MLP whose gradient vanishes (the paper's first obstacle to depth, notebook 03);
 * :func:`lesion`: delete blocks at test time (Veit et al. 2016);
 * :func:`loss_landscape`: the loss along filter-normalised random directions (Li et al. 2018);
-* :mod:`.plots`, :mod:`.lesion_plots`: the figures.
+* :mod:`.plots`, :mod:`.lesion_plots`, :mod:`.landscape_plots`: the figures.
 """
 from .gradflow import (BlockFlow, GradientFlow, LayerResponse, ParamFlow,  # noqa: F401
                        measure_gradient_flow, path_gradients, weight_layers)

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy
 
-from .. import backend, nn
+from .. import nn
+from ..devices import backend
 from ..autograd import Tensor
 from ..nn import functional as F
 from ..ops import identity

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from .lesion import model_name
 
 __all__ = ["Landscape", "filter_normalized_direction", "loss_landscape", "curvature_summary"]

@@ -3,7 +3,7 @@ its standard deviation. Each is one reduction on the device, in float64, and one
 the host (the one sanctioned transfer)."""
 from __future__ import annotations
 
-from .. import backend
+from ..devices import backend
 
 
 def array_norm(array) -> float:

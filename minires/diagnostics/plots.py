@@ -15,6 +15,11 @@ PLAIN_STYLE = dict(linestyle="--")
 RESIDUAL_STYLE = dict(linestyle="-")
 
 
+def _nan(values):
+    """``values`` with None (a null of a results file) as NaN, which matplotlib leaves out."""
+    return [math.nan if v is None else v for v in values]
+
+
 def _style(name: str) -> dict:
     return PLAIN_STYLE if name.startswith("plain") else RESIDUAL_STYLE
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import backend, nn
+from .. import nn
+from ..devices import backend
 from ..autograd import no_grad
 from .gradflow import LayerResponse
 

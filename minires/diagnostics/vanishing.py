@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from .. import backend, creation, nn
+from .. import creation, nn
+from ..devices import backend
 from ..nn import functional as F
 from ..random import manual_seed
 from .norms import array_norm

@@ -14,8 +14,8 @@ import os
 
 import numpy
 
-from .. import backend
-from ..strict_device import StrictArray
+from ..devices import backend
+from ..devices.strict import StrictArray
 from .errors import INSTALL_HINT, DistributedError, MPIUnavailableError
 from .launch import launched_by_mpi, launched_ranks
 

@@ -57,7 +57,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import array_module
+from ..devices.backend import array_module
 from . import array_pool
 
 

@@ -28,7 +28,7 @@ every sample as one row, and each mean above is one reduction over the last axis
 """
 from __future__ import annotations
 
-from ..backend import array_module
+from ..devices.backend import array_module
 
 
 def group_norm_forward(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5):

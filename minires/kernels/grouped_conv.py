@@ -27,7 +27,7 @@ adds no speed trick of its own. It is tested against the reference.
 """
 from __future__ import annotations
 
-from ..backend import array_module
+from ..devices.backend import array_module
 from .conv import conv2d_backward, conv2d_forward
 
 

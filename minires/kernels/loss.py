@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..backend import array_module
+from ..devices.backend import array_module
 
 
 class CrossEntropyCache(NamedTuple):

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..backend import array_module
+from ..devices.backend import array_module
 
 
 class BatchNormCache(NamedTuple):

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ..backend import array_module
+from ..devices.backend import array_module
 from .conv import pad_nhwc
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import array_module
+from ..devices.backend import array_module
 
 
 def _pair(v) -> tuple[int, int]:

@@ -16,7 +16,7 @@ import math
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from ..autograd import Tensor, no_grad
 from ..random import host_generator
 

@@ -13,7 +13,8 @@ from collections import OrderedDict
 
 import numpy
 
-from .. import backend, creation
+from .. import creation
+from ..devices import backend
 from ..autograd import Tensor
 from ..ops.arguments import pair, pool_stride
 from . import functional as F

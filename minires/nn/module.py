@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from ..autograd import Tensor, no_grad, parse_to_args, zero_grads
 
 

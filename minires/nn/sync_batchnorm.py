@@ -24,7 +24,7 @@ more than one rank, the layer is plain batch norm (as PyTorch's).
 from __future__ import annotations
 
 from .. import distributed as dist
-from ..backend import to_host
+from ..devices.backend import to_host
 from ..autograd import Function, Tensor
 from ..kernels import norm as kernel
 from .layers import _BatchNorm

@@ -27,7 +27,7 @@ import numbers
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from ..autograd import Function, Tensor
 from ..dtypes import as_dtype
 

@@ -9,7 +9,7 @@ axes, whose broadcasting is summed back like any other).
 from __future__ import annotations
 
 from ..autograd import Function, Tensor
-from ..backend import array_module
+from ..devices.backend import array_module
 from .elementwise import as_operands, unbroadcast
 
 

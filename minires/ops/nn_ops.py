@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from ..autograd import Function, Tensor
 from ..kernels import conv as conv_kernel
 from ..kernels import group_norm as group_norm_kernel

@@ -14,7 +14,7 @@ from collections import namedtuple
 import numpy
 
 from ..autograd import Function, Tensor
-from ..backend import array_module
+from ..devices.backend import array_module
 
 
 def normalize_dims(dim, ndim: int, op: str = "reduce"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from ..autograd import Function, Tensor
-from ..backend import array_module
+from ..devices.backend import array_module
 
 
 class Reshape(Function):

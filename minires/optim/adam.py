@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import array_module
+from ..devices.backend import array_module
 from .optimizer import Optimizer
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy
 
-from .. import backend
+from ..devices import backend
 from ..autograd import Tensor, zero_grads
 
 

@@ -18,8 +18,8 @@ Differences, on purpose:
   permutation per epoch from a seed. ``generator`` (an int seed or a NumPy ``Generator``) gives
   that seed; without one, the seed is drawn from minires' generator, so ``mr.manual_seed``
   fixes it.
-* ``TensorDataset`` here takes tensors (``TensorDataset(x, y)``), as PyTorch's; the
-  (images, labels) ``TensorDataset`` of :mod:`minires.data` is the course's own.
+* ``TensorDataset`` is the one of :mod:`minires.data`: it takes tensors (``TensorDataset(x,
+  y)``), as PyTorch's, and also the course's (images, labels) host arrays.
 """
 from __future__ import annotations
 
@@ -28,55 +28,16 @@ import numbers
 
 import numpy
 
-from ... import backend
+from ...devices import backend
 from ...autograd import Tensor
 from ...data import loader as _loader
-from ...data.loader import Subset
+from ...data.loader import Dataset, Subset, TensorDataset
 from ...random import host_generator
 
 from .distributed import DistributedSampler
 
 __all__ = ["Dataset", "TensorDataset", "DataLoader", "Subset", "random_split", "default_collate",
            "DistributedSampler"]
-
-
-class Dataset:
-    """The base class of map-style datasets: define ``__getitem__(i)`` and ``__len__``."""
-
-    def __getitem__(self, index):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def __len__(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class TensorDataset(Dataset):
-    """Sample ``i`` is ``tuple(t[i] for t in tensors)``; all tensors share their first dim."""
-
-    def __init__(self, *tensors):
-        if not tensors:
-            raise ValueError("TensorDataset: give at least one tensor")
-        tensors = tuple(t if isinstance(t, Tensor) else Tensor(numpy.asarray(t))
-                        for t in tensors)
-        n = tensors[0].shape[0] if tensors[0].ndim else None
-        if any(t.ndim == 0 or t.shape[0] != n for t in tensors):
-            raise ValueError(f"TensorDataset: the tensors' first dims differ: "
-                             f"{[tuple(t.shape) for t in tensors]}")
-        self.tensors = tensors
-
-    def __getitem__(self, index):
-        return tuple(t[index] for t in self.tensors)
-
-    def __len__(self) -> int:
-        return self.tensors[0].shape[0]
-
-    def get_items(self, indices) -> tuple:
-        """A whole batch at once: one indexing copy per tensor (what the loader uses)."""
-        out = []
-        for t in self.tensors:
-            idx = backend.to_device(numpy.asarray(indices), t.device)
-            out.append(Tensor._wrap(t.array[idx]))
-        return tuple(out)
 
 
 def default_collate(samples: list):
