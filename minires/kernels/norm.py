@@ -59,6 +59,18 @@ class BatchNormCache(NamedTuple):
 # The kernel
 # ---------------------------------------------------------------------------------------------
 
+def update_running_stats(running_mean, running_var, mean, var, m: int, momentum: float) -> None:
+    """In place, as PyTorch keeps them: ``running <- (1 - momentum) running + momentum batch``,
+    the variance the *unbiased* one (``var * m / (m - 1)``) though the normalisation uses the
+    biased ``var``. Either running array may be None (not tracked)."""
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += (momentum * m / max(m - 1, 1)) * var
+
+
 def batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum=0.1,
                        eps=1e-5):
     """Returns ``(y, cache)``, ``cache`` a :class:`BatchNormCache`. Updates ``running_mean`` and
@@ -75,12 +87,7 @@ def batch_norm_forward(x, running_mean, running_var, weight, bias, training, mom
         mean = fold(column_sums(wide), r) * (1.0 / m)                       # mu
         centered = wide - xp.tile(mean, r)                                  # x - mu
         var = fold(column_dots(centered, centered), r) * (1.0 / m)  # sigma^2, biased: normalises
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += (momentum * m / max(m - 1, 1)) * var   # unbiased, as PyTorch
+        update_running_stats(running_mean, running_var, mean, var, m, momentum)
     else:
         mean, var = running_mean, running_var
         centered = wide - xp.tile(mean, r)

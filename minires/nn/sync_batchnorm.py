@@ -53,12 +53,7 @@ class SyncBatchNormFunction(Function):
         var = kernel.fold(kernel.column_dots(centered, centered), r)
         _all_reduce_array(var)
         var = var * (1.0 / m)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += (momentum * m / max(m - 1, 1)) * var   # unbiased, as PyTorch
+        kernel.update_running_stats(running_mean, running_var, mean, var, m, momentum)
         y, self.cache = kernel.batch_norm_forward(x, mean, var, weight, bias, training=False,
                                                   eps=eps)
         self.global_count = m
