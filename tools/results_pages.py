@@ -350,6 +350,16 @@ def _step_label(row) -> str:
             f"{row['image_size']}x{row['image_size']}")
 
 
+def _step_cells(r, eval_ratio: bool) -> list[str]:
+    """One bench_step row's cells: case, both step times, ratio, (eval ratio,) both peaks, ratio."""
+    mem_mr, mem_t = r.get("minires_memory"), r.get("torch_memory")
+    return ([_step_label(r), f"{r['minires_s']:.3f} s",
+             f"{r['torch_s']:.3f} s" if r.get("torch_s") else "-", _x(r.get("ratio"))]
+            + ([_x(r.get("eval_ratio"))] if eval_ratio else [])
+            + [f"{mem_mr['peak_rss_mib']:.0f} MiB" if mem_mr else "-",
+               f"{mem_t['peak_rss_mib']:.0f} MiB" if mem_t else "-", _x(r.get("peak_rss_ratio"))])
+
+
 def block_benchmarks_step(results=None) -> str:
     """The training-step table of docs/benchmarks.md, from bench_step_cpu.json."""
     data = _bench("bench_step_cpu.json")
@@ -357,14 +367,7 @@ def block_benchmarks_step(results=None) -> str:
              "peak RSS, minires | peak RSS, PyTorch | ratio |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in data["rows"]:
-        mem_mr, mem_t = r.get("minires_memory"), r.get("torch_memory")
-        lines.append(
-            f"| {_step_label(r)} | {r['minires_s']:.3f} s | "
-            + (f"{r['torch_s']:.3f} s" if r.get("torch_s") else "-")
-            + f" | {_x(r.get('ratio'))} | {_x(r.get('eval_ratio'))} | "
-            + (f"{mem_mr['peak_rss_mib']:.0f} MiB" if mem_mr else "-") + " | "
-            + (f"{mem_t['peak_rss_mib']:.0f} MiB" if mem_t else "-")
-            + f" | {_x(r.get('peak_rss_ratio'))} |")
+        lines.append("| " + " | ".join(_step_cells(r, eval_ratio=True)) + " |")
     m = data["machine"]
     lines.append("")
     imports = [r["torch_memory"]["rss_before_mib"] for r in data["rows"] if r.get("torch_memory")]
@@ -410,20 +413,13 @@ def block_benchmarks_step_plain(results=None) -> str:
     load = (data.get("run") or {}).get("load_average_before")
     loaded = load is not None and load[0] > data["machine"]["cpus"]
     for r in data["rows"]:
-        mem_mr, mem_t = r.get("minires_memory"), r.get("torch_memory")
         time_ok = r.get("ratio") is not None and r["ratio"] <= STEP_TIME_TARGET
         memory_ok = r.get("peak_rss_ratio") is not None and \
             r["peak_rss_ratio"] <= PEAK_MEMORY_TARGET
         verdict = ("time met" if time_ok else "time not met") + \
             (" (on a loaded machine: not conclusive)" if loaded else "") + ", " + \
             ("memory met" if memory_ok else "memory not met")
-        lines.append(
-            f"| {_step_label(r)} | {r['minires_s']:.3f} s | "
-            + (f"{r['torch_s']:.3f} s" if r.get("torch_s") else "-")
-            + f" | {_x(r.get('ratio'))} | "
-            + (f"{mem_mr['peak_rss_mib']:.0f} MiB" if mem_mr else "-") + " | "
-            + (f"{mem_t['peak_rss_mib']:.0f} MiB" if mem_t else "-")
-            + f" | {_x(r.get('peak_rss_ratio'))} | {verdict} |")
+        lines.append("| " + " | ".join(_step_cells(r, eval_ratio=False) + [verdict]) + " |")
     lines.append("")
     lines.append(_wrap(f"(`benchmarks/results/bench_step_plain_cpu.json`, `bench_step.py "
                        f"--plain-loop`: no `tune_host_allocator()` in either framework's "

@@ -28,8 +28,9 @@ from ..jsonio import write_json
 from ..random import manual_seed
 from ..serialization import save
 from ..train import fit, paper_optimizer
-from .common import (PROBE_BATCH_SIZE, PROBE_SEED_OFFSET, count_params, load_data,
-                     load_trained_model, print_line, process_ranks, trained_model_path)
+from .common import (PROBE_BATCH_SIZE, PROBE_SEED_OFFSET, count_params, degradation_data,
+                     load_data, load_trained_model, print_line, process_ranks, refuse_overwrite,
+                     trained_model_path)
 
 
 @dataclass
@@ -327,3 +328,17 @@ def trained_models(names, out: str, source: str | None = None, device: str = "cp
                 f"{config.image_size}, width {config.width}) into {folder}")
             run_degradation(config, out=folder, progress=progress, log=log)
     return {n: load_trained_model(folder, n, device=device) for n in names}, folder
+
+
+def prepare_trained_study(names, out: str, filename: str, source: str | None, device: str,
+                          data_dir: str | None, overwrite: bool, progress: bool, log):
+    """The common start of a study of trained nets (lesion, landscape): check the device, refuse
+    to overwrite ``out/filename`` silently, then the trained models and their run's data.
+    Returns ``(path, models, folder, train, test, trained_settings)``."""
+    backend.get_array_module(device)
+    path = os.path.join(out, filename)
+    refuse_overwrite(path, overwrite)
+    os.makedirs(out, exist_ok=True)
+    trained, folder = trained_models(names, out, source, device, progress, log)
+    train, test, trained_settings = degradation_data(folder, data_dir)
+    return path, trained, folder, train, test, trained_settings

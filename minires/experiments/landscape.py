@@ -9,10 +9,9 @@ import os
 import time
 
 from .. import __version__
-from ..devices import backend
 from ..jsonio import json_safe, write_json
-from .common import degradation_data, print_line, refuse_overwrite
-from .degradation import trained_models
+from .common import print_line
+from .degradation import prepare_trained_study
 
 
 def run_landscape(names, out: str = "minires-out/landscape", source: str | None = None, *,
@@ -27,12 +26,8 @@ def run_landscape(names, out: str = "minires-out/landscape", source: str | None 
     same random draws for its directions (each filter-normalised to its own weights)."""
     from ..diagnostics.landscape import loss_landscape
     log = log or print_line
-    backend.get_array_module(device)
-    path = os.path.join(out, "landscape.json")
-    refuse_overwrite(path, overwrite)
-    os.makedirs(out, exist_ok=True)
-    trained, folder = trained_models(names, out, source, device, progress, log)
-    train, _, trained_settings = degradation_data(folder, data_dir)
+    path, trained, folder, train, _, trained_settings = prepare_trained_study(
+        names, out, "landscape.json", source, device, data_dir, overwrite, progress, log)
     results = {"settings": {"source": folder, "grid": grid, "range": span,
                             "images": min(images, len(train)), "split": "train",
                             "curve_points": curve_points or 2 * grid + 1, "seed": seed,

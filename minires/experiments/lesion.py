@@ -8,10 +8,9 @@ import os
 import time
 
 from .. import __version__
-from ..devices import backend
 from ..jsonio import json_safe, write_json
-from .common import degradation_data, first_images, print_line, refuse_overwrite
-from .degradation import trained_models
+from .common import first_images, print_line
+from .degradation import prepare_trained_study
 
 
 def run_lesion(names, out: str = "minires-out/lesion", source: str | None = None, *,
@@ -23,12 +22,8 @@ def run_lesion(names, out: str = "minires-out/lesion", source: str | None = None
     ``lesion_random.png`` to ``out``."""
     from ..diagnostics.lesion import block_lesions, lesion
     log = log or print_line
-    backend.get_array_module(device)
-    path = os.path.join(out, "lesion.json")
-    refuse_overwrite(path, overwrite)
-    os.makedirs(out, exist_ok=True)
-    trained, folder = trained_models(names, out, source, device, progress, log)
-    _, test, trained_settings = degradation_data(folder, data_dir)
+    path, trained, folder, _, test, trained_settings = prepare_trained_study(
+        names, out, "lesion.json", source, device, data_dir, overwrite, progress, log)
     test = first_images(test, images)
     results = {"settings": {"source": folder, "images": len(test), "ks": ks, "draws": draws,
                             "seed": seed, "batch_size": batch_size, "device": str(device),
