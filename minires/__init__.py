@@ -19,6 +19,7 @@ from .ops import (abs, cat, clamp, clone, exp, flatten, log, matmul, max, mean, 
                   permute, relu, reshape, sigmoid, sqrt, stack, sum, tanh, transpose, where,
                   argmax, argmin, topk, eq, ne)
 from .random import manual_seed  # noqa: F401
+from .kernels.workers import get_num_threads, set_num_threads  # noqa: F401
 
 
 def device(name: str) -> Device:

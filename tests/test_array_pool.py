@@ -1,6 +1,5 @@
-"""The caching array pool (minires.kernels.array_pool) and the convolution's keep-or-rebuild budget
-(minires.kernels.conv.PatchBudget): blocks are reused, two live arrays never share memory, and a
-network's results are bit-identical with and without either."""
+"""The caching array pool (minires.kernels.array_pool): blocks are reused, two live arrays never
+share memory, and a network's results are bit-identical with and without it."""
 import gc
 
 import numpy as np
@@ -98,7 +97,7 @@ def _conv_run(x, w, b, stride, padding, dilation, dy):
 
 @pytest.mark.parametrize("stride,padding,kernel", [((1, 1), (1, 1), 3), ((2, 2), (1, 1), 3),
                                                    ((2, 2), (0, 0), 1), ((1, 1), (0, 0), 1)])
-def test_conv_is_bit_identical_with_and_without_pool_and_kept_patches(stride, padding, kernel):
+def test_conv_is_bit_identical_with_and_without_the_pool(stride, padding, kernel):
     rng = np.random.default_rng(0)
     x = np.ascontiguousarray(rng.standard_normal((8, 32, 16, 16)).astype(np.float32)
                              .transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
@@ -106,56 +105,17 @@ def test_conv_is_bit_identical_with_and_without_pool_and_kept_patches(stride, pa
     b = rng.standard_normal(16).astype(np.float32)
     ho = conv.conv_output_size(16, kernel, stride[0], padding[0])
     dy = rng.standard_normal((8, 16, ho, ho)).astype(np.float32)
-    saved = array_pool.POOL.enabled, conv.PATCH_BUDGET.budget_bytes
+    saved = array_pool.POOL.enabled
     try:
-        array_pool.POOL.enabled, conv.PATCH_BUDGET.budget_bytes = False, 0
+        array_pool.POOL.enabled = False
         plain = _conv_run(x, w, b, stride, padding, (1, 1), dy)
-        array_pool.POOL.enabled, conv.PATCH_BUDGET.budget_bytes = True, 1 << 30
-        for _ in range(3):                 # the first pass measures, the next ones keep
+        array_pool.POOL.enabled = True
+        for _ in range(3):
             fast = _conv_run(x, w, b, stride, padding, (1, 1), dy)
             for p, f in zip(plain, fast):
                 assert p.dtype == f.dtype and np.array_equal(p, f)
     finally:
-        array_pool.POOL.enabled, conv.PATCH_BUDGET.budget_bytes = saved
-
-
-def test_patch_budget_keeps_within_its_budget_and_frees_after_backward(device):
-    budget = conv.PatchBudget(budget_bytes=0)
-    saved = conv.PATCH_BUDGET
-    conv.PATCH_BUDGET = budget
-    try:
-        x = mr.ones(4, 8, 8, 8, device=device).array
-        w = mr.ones(8, 8, 3, 3, device=device).array
-        dy = mr.ones(4, 8, 8, 8, device=device).array
-        one = 4 * 8 * 8 * 72 * 4                      # bytes of one patch matrix
-        _, cache = conv.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1))
-        assert cache.x_col is None                    # nothing measured yet: keep nothing
-        conv.conv2d_backward(dy, cache)
-        budget.budget_bytes = one                     # room for exactly one matrix
-        budget.plan = {key: 10 * one for key in budget.seconds_per_byte}
-        _, c1 = conv.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1))
-        _, c2 = conv.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1))
-        assert c1.x_col is not None and c2.x_col is None      # the second would overrun
-        assert budget.kept_bytes == one
-        conv.conv2d_backward(dy, c1)
-        gc.collect()
-        assert c1.x_col is None and budget.kept_bytes == 0   # freed by the backward that used it
-        assert budget.plan == {next(iter(budget.seconds_per_byte)): one}   # replanned: 1 of 2
-        _, c3 = conv.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1))
-        assert c3.x_col is not None
-        del c3
-        gc.collect()
-        assert budget.kept_bytes == 0                 # freed with its cache, without a backward
-    finally:
-        conv.PATCH_BUDGET = saved
-
-
-def test_patch_budget_plans_by_measured_cost_per_byte():
-    budget = conv.PatchBudget(budget_bytes=100)
-    budget.seconds_per_byte = {"cheap": 1.0, "dear": 3.0, "middle": 2.0}
-    budget._pass_bytes = {"cheap": 10, "dear": 60, "middle": 50}
-    budget.backward_started()
-    assert budget.plan == {"dear": 60, "middle": 40}   # the dearest first, the next in part
+        array_pool.POOL.enabled = saved
 
 
 def _train_steps(steps=2):
@@ -174,13 +134,11 @@ def _train_steps(steps=2):
     return losses, [p.numpy().copy() for p in model.parameters()]
 
 
-def test_a_training_loop_is_bit_identical_with_and_without_pool_and_kept_patches(monkeypatch):
+def test_a_training_loop_is_bit_identical_with_and_without_the_pool(monkeypatch):
     monkeypatch.setattr(array_pool.POOL, "min_bytes", 1024)   # pool this small net's arrays too
     monkeypatch.setattr(array_pool.POOL, "enabled", False)
-    monkeypatch.setattr(conv, "PATCH_BUDGET", conv.PatchBudget(0))
     plain_losses, plain_params = _train_steps(3)
     monkeypatch.setattr(array_pool.POOL, "enabled", True)
-    monkeypatch.setattr(conv, "PATCH_BUDGET", conv.PatchBudget(1 << 30))
     hits = array_pool.POOL.hits
     fast_losses, fast_params = _train_steps(3)
     assert array_pool.POOL.hits > hits
@@ -189,16 +147,13 @@ def test_a_training_loop_is_bit_identical_with_and_without_pool_and_kept_patches
         assert np.array_equal(p, f)
 
 
-def test_a_retained_graph_backs_up_twice_with_kept_patches(monkeypatch):
-    monkeypatch.setattr(conv, "PATCH_BUDGET", conv.PatchBudget(1 << 30))
+def test_a_retained_graph_backs_up_twice():
     w = mr.randn(4, 3, 3, 3, requires_grad=True)
     x = mr.randn(2, 3, 8, 8)
-    F.conv2d(x, w, padding=1).sum().backward()        # measures
-    w.grad = None
-    out = F.conv2d(x, w, padding=1).sum()             # keeps its patches
+    out = F.conv2d(x, w, padding=1).sum()
     out.backward(retain_graph=True)
     first = w.grad.numpy().copy()
-    out.backward()                                    # the patches were freed: rebuilt from x
+    out.backward()                                    # the patches are rebuilt from x again
     np.testing.assert_array_equal(w.grad.numpy(), 2 * first)
 
 

@@ -3,8 +3,9 @@ many BLAS threads each rank should get.
 
 Nothing here imports mpi4py or NumPy. OpenBLAS reads ``OPENBLAS_NUM_THREADS`` once, when NumPy
 loads it, and the ``minires`` command has imported NumPy by the time it runs; so
-:func:`limit_blas_threads` sets the count in the loaded library itself (threadpoolctl where it is
-installed, else OpenBLAS's own ``openblas_set_num_threads`` through ctypes).
+:func:`limit_blas_threads` sets the count in the loaded library itself (OpenBLAS's own
+``openblas_set_num_threads``, through :mod:`minires.devices.blas`; threadpoolctl for another BLAS
+where it is installed).
 """
 from __future__ import annotations
 
@@ -76,30 +77,16 @@ def set_blas_threads_for_ranks() -> int | None:
 def limit_blas_threads(threads: int) -> int | None:
     """Set the BLAS threads of the loaded library to ``threads``; return the count it now
     reports (None when no BLAS that can be set was found)."""
-    try:
+    from ..devices.blas import set_blas_threads     # here, not at the top: it loads NumPy
+    found = set_blas_threads(threads)
+    if found is not None:
+        return found
+    try:                                  # not OpenBLAS (MKL, Accelerate): threadpoolctl knows them
         from threadpoolctl import threadpool_limits
     except ImportError:
-        pass
-    else:
-        threadpool_limits(limits=int(threads), user_api="blas")
-        return int(threads)
-    import ctypes
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except OSError:
         return None
-    found = None
-    for path in sorted(paths):
-        library = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter(int(threads))
-                    found = int(getter())
-    return found
+    threadpool_limits(limits=int(threads), user_api="blas")
+    return int(threads)
 
 
 def mpiexec_command(num_processes: int, argv: list[str]) -> list[str]:

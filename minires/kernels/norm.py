@@ -35,15 +35,20 @@ kernel with the reason it is there:
    matrix-vector product and an ``einsum``, which read the array once.
 3. **Wide rows** (:func:`widen`, :func:`fold`, :data:`WIDE_ROW`): the elementwise passes on
    (M/R, R*C) rows instead of (M, C), because C-long inner loops are too short for NumPy.
+4. **Blocks of rows, on every core** (:func:`in_blocks`, :mod:`minires.kernels.workers`): every
+   pass goes through the rows a cache-sized block at a time, the blocks shared among the threads;
+   a reduction adds its blocks' partial sums in block order, and a pass that both makes an array
+   and reduces it (``x - mu``, then its squares' sums) does both while the block is in cache.
 
-With R = 1 (:func:`widen` returns the rows unchanged) steps 1 and 2 alone remain, and the code
-below reads as the formulas above.
+With R = 1 (:func:`widen` returns the rows unchanged) and one block, steps 1 and 2 alone remain,
+and the code below reads as the formulas above.
 """
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
 from ..devices.backend import array_module
+from .workers import map_blocks
 
 
 class BatchNormCache(NamedTuple):
@@ -77,26 +82,38 @@ def batch_norm_forward(x, running_mean, running_var, weight, bias, training, mom
     ``running_var`` in place when training. ``weight`` (gamma) and ``bias`` (beta) may be None.
 
     On wide rows (step 3), a per-channel vector ``v`` enters as ``tile(v, r)`` and a per-channel
-    sum as ``fold(column_sums(...), r)``; with r = 1 both are the plain vector and sum.
+    sum as ``fold(column_sums(...), r)``; with r = 1 both are the plain vector and sum. Each pass
+    goes a block of rows at a time (step 4): ``[lo:hi]`` is one block.
     """
     xp = array_module(x)
     rows = _to_rows(x)                                          # step 1: (M, C)
     m = rows.shape[0]
     wide, r = widen(rows)                                       # step 3: (M/R, R*C)
+    centered = xp.empty_like(wide)
     if training:
         mean = fold(column_sums(wide), r) * (1.0 / m)                       # mu
-        centered = wide - xp.tile(mean, r)                                  # x - mu
-        var = fold(column_dots(centered, centered), r) * (1.0 / m)  # sigma^2, biased: normalises
+        mean_wide = xp.tile(mean, r)
+
+        def center(lo, hi):                                      # x - mu, and its squares' sums
+            xp.subtract(wide[lo:hi], mean_wide, out=centered[lo:hi])
+            return column_dots(centered[lo:hi], centered[lo:hi])
+        var = fold(add_in_order(in_blocks(wide, center)), r) * (1.0 / m)  # sigma^2, biased
         update_running_stats(running_mean, running_var, mean, var, m, momentum)
     else:
         mean, var = running_mean, running_var
-        centered = wide - xp.tile(mean, r)
+        mean_wide = xp.tile(mean, r)
+        in_blocks(wide, lambda lo, hi: xp.subtract(wide[lo:hi], mean_wide, out=centered[lo:hi]))
     inv_std = 1.0 / xp.sqrt(var + eps)
     # y = gamma * x_hat + beta with x_hat = centered * inv_std, folded into one scale per channel
-    scale = inv_std if weight is None else weight * inv_std
-    y = centered * xp.tile(scale, r)
-    if bias is not None:
-        y += xp.tile(bias, r)
+    scale_wide = xp.tile(inv_std if weight is None else weight * inv_std, r)
+    bias_wide = None if bias is None else xp.tile(bias, r)
+    y = xp.empty_like(wide)
+
+    def normalise(lo, hi):
+        xp.multiply(centered[lo:hi], scale_wide, out=y[lo:hi])
+        if bias_wide is not None:
+            y[lo:hi] += bias_wide
+    in_blocks(wide, normalise)
     cache = BatchNormCache(centered, inv_std, weight, training, x.shape)
     return _from_rows(y.reshape(rows.shape), x.shape), cache
 
@@ -112,23 +129,34 @@ def batch_norm_backward(dy, cache, need_dx=True, need_dweight=True, need_dbias=T
         dx     = scale * (dy - dbeta / M - x_hat * dgamma / M)    # training
         dx     = scale * dy                                       # evaluation
 
-    ``dx`` is computed as three elementwise passes over the wide rows, one per term.
+    Both sums are made in one pass over the rows, ``dx`` in a second, a block at a time.
     """
     centered, inv_std, weight = cache.centered, cache.inv_std, cache.weight
     xp = array_module(centered)
     dy_rows = _to_rows(dy)                                        # step 1
     m = dy_rows.shape[0]
     dy_wide, r = widen(dy_rows)                   # step 3: the same R as the forward (same M, C)
-    dbias = fold(column_sums(dy_wide), r)                             # dbeta = sum(dy)
-    dweight = fold(column_dots(dy_wide, centered), r) * inv_std       # dgamma = sum(dy * x_hat)
+    sums = in_blocks(dy_wide, lambda lo, hi: (column_sums(dy_wide[lo:hi]),
+                                              column_dots(dy_wide[lo:hi], centered[lo:hi])))
+    dbias = fold(add_in_order([s for s, _ in sums]), r)                # dbeta = sum(dy)
+    dweight = fold(add_in_order([d for _, d in sums]), r) * inv_std    # dgamma = sum(dy * x_hat)
     dx = None
     if need_dx:
         scale = inv_std if weight is None else weight * inv_std
-        dx_wide = dy_wide * xp.tile(scale, r)                                   # scale * dy
+        scale_wide = xp.tile(scale, r)
         if cache.training:
-            # - scale * x_hat * dgamma / M, with x_hat = centered * inv_std
-            dx_wide += centered * xp.tile(scale * inv_std * dweight * (-1.0 / m), r)
-            dx_wide += xp.tile(scale * dbias * (-1.0 / m), r)           # - scale * dbeta / M
+            # - scale * x_hat * dgamma / M (x_hat = centered * inv_std) and - scale * dbeta / M
+            centered_coef = xp.tile(scale * inv_std * dweight * (-1.0 / m), r)
+            constant = xp.tile(scale * dbias * (-1.0 / m), r)
+        dx_wide = xp.empty_like(dy_wide)
+
+        def input_gradient(lo, hi):
+            out = dx_wide[lo:hi]
+            xp.multiply(dy_wide[lo:hi], scale_wide, out=out)                 # scale * dy
+            if cache.training:
+                out += centered[lo:hi] * centered_coef
+                out += constant
+        in_blocks(dy_wide, input_gradient)
         dx = _from_rows(dx_wide.reshape(dy_rows.shape), cache.x_shape)
     return dx, (dweight if need_dweight else None), (dbias if need_dbias else None)
 
@@ -167,12 +195,14 @@ def column_sums(rows):
     """Per-channel sums of an (M, C) array as one matrix-vector product ``1^T rows``: BLAS reads
     the array once, faster than ``rows.sum(axis=0)`` (see ``docs/benchmarks.md``)."""
     xp = array_module(rows)
-    return xp.ones(rows.shape[0], dtype=rows.dtype) @ rows
+    return add_in_order(in_blocks(
+        rows, lambda lo, hi: xp.ones(hi - lo, dtype=rows.dtype) @ rows[lo:hi]))
 
 
 def column_dots(a, b):
     """Per-channel ``sum_m a[m, c] * b[m, c]`` without materialising ``a * b``."""
-    return array_module(a).einsum("mc,mc->c", a, b)
+    xp = array_module(a)
+    return add_in_order(in_blocks(a, lambda lo, hi: xp.einsum("mc,mc->c", a[lo:hi], b[lo:hi])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,3 +233,27 @@ def widen(rows):
 def fold(wide_vector, r):
     """Per-channel totals of a vector over wide-row columns: (R*C,) -> (C,)."""
     return wide_vector.reshape(r, -1).sum(axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 4. Blocks of rows, on every core
+# ---------------------------------------------------------------------------------------------
+# Why: NumPy runs each elementwise pass and reduction on one core. Cut into cache-sized blocks of
+# rows, the passes can be shared among the cores (minires.kernels.workers), and two passes over
+# the same block (make x - mu, then sum its squares) find it still in cache. Inside a block, the
+# BLAS reductions of step 2 run on one thread: the block's thread is already one core's worth.
+
+def in_blocks(rows, work) -> list:
+    """``[work(lo, hi) for each block of rows]``, the blocks shared among the threads; the
+    results in block order. Called inside a block (a reduction within a pass), one block."""
+    return map_blocks(array_module(rows), rows.shape[0], rows.nbytes // max(1, rows.shape[0]),
+                      lambda lo, hi, scratch: work(lo, hi))
+
+
+def add_in_order(parts):
+    """The sum of the blocks' partial results, always in block order: the same total whichever
+    thread made which part."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total

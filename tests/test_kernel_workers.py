@@ -1,0 +1,164 @@
+"""The convolution worked a block of images at a time, on several threads
+(minires.kernels.workers): the same numbers as the naive reference whatever the block size and
+thread count; BLAS's own thread count restored after every split; errors and nesting; fork."""
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+import minires as mr
+from minires.backend import strict_numpy, to_device, to_host
+from minires.devices.blas import get_blas_threads
+from minires.kernels import conv, workers
+from minires.kernels import reference as ref
+
+CASES = [   # x shape, w shape, stride, padding, dilation
+    ((5, 3, 9, 7), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1)),
+    ((5, 3, 9, 7), (4, 3, 3, 3), (2, 2), (1, 1), (1, 1)),
+    ((5, 3, 9, 8), (4, 3, 3, 2), (2, 3), (0, 1), (1, 1)),     # rows under no window
+    ((5, 3, 9, 7), (4, 3, 1, 1), (1, 1), (0, 0), (1, 1)),     # the image is the patch matrix
+    ((5, 3, 9, 7), (4, 3, 1, 1), (2, 2), (0, 0), (1, 1)),
+    ((5, 3, 9, 7), (4, 3, 3, 3), (1, 1), (2, 2), (2, 2)),     # dilated
+]
+
+
+@pytest.fixture
+def restore_threads():
+    before = workers.get_num_threads()
+    yield
+    workers.set_num_threads(before)
+
+
+def _check_against_reference(device, case, rng):
+    xs, ws, stride, padding, dilation = case
+    x, w, b = (to_device(a, device) for a in (rng.standard_normal(xs), rng.standard_normal(ws),
+                                                rng.standard_normal(ws[0])))
+    y, cache = conv.conv2d_forward(x, w, b, stride, padding, dilation)
+    y_ref, cache_ref = ref.conv2d_forward(x, w, b, stride, padding, dilation)
+    np.testing.assert_allclose(to_host(y), to_host(y_ref), rtol=1e-10, atol=1e-12)
+    dy = to_device(rng.standard_normal(y_ref.shape), device)
+    for name, got, want in zip("dx dw db".split(), conv.conv2d_backward(dy, cache),
+                               ref.conv2d_backward(dy, cache_ref)):
+        np.testing.assert_allclose(to_host(got), to_host(want), rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("block_bytes", [1, 3000, 1 << 20])   # one image a block .. one block
+@pytest.mark.parametrize("case", CASES)
+def test_blocks_and_threads_give_the_reference_numbers(device, case, threads, block_bytes,
+                                                      monkeypatch, restore_threads):
+    monkeypatch.setattr(workers, "BLOCK_BYTES", block_bytes)
+    workers.set_num_threads(threads)
+    _check_against_reference(device, case, np.random.default_rng(threads))
+
+
+def test_blocks_cover_the_range_in_order():
+    blocks = list(workers.image_blocks(np, 3, 20, bytes_per_image=workers.BLOCK_BYTES // 4))
+    assert blocks == [(3, 7), (7, 11), (11, 15), (15, 19), (19, 20)]
+    assert list(workers.image_blocks(np, 0, 5, bytes_per_image=10 * workers.BLOCK_BYTES)) == \
+        [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]                 # at least one image a block
+    assert list(workers.image_blocks(strict_numpy, 0, 5, 10 * workers.BLOCK_BYTES)) == \
+        [(0, 5)]                                                 # a device: the whole batch
+
+
+def test_every_block_is_worked_once_and_results_come_back_in_block_order(restore_threads,
+                                                                           monkeypatch):
+    monkeypatch.setattr(workers, "BLOCK_BYTES", 1)            # one image a block
+    workers.set_num_threads(3)
+    seen = []
+    got = workers.map_blocks(np, 10, 1, lambda lo, hi, scratch: seen.append(lo) or (lo, hi))
+    assert got == [(i, i + 1) for i in range(10)] and sorted(seen) == list(range(10))
+    assert workers.map_blocks(strict_numpy, 10, 1, lambda lo, hi, s: (lo, hi)) == [(0, 10)]
+
+
+def test_a_thread_reuses_its_scratch_from_block_to_block(restore_threads, monkeypatch):
+    monkeypatch.setattr(workers, "BLOCK_BYTES", 1)
+    workers.set_num_threads(2)
+    scratches = workers.map_blocks(np, 8, 1, lambda lo, hi, scratch: id(scratch))
+    assert 1 <= len(set(scratches)) <= 2                       # one dict per thread
+
+
+def test_blas_threads_are_restored_after_a_split(restore_threads):
+    workers.set_num_threads(2)
+    before = get_blas_threads()
+    seen = workers.map_blocks(np, 4, workers.BLOCK_BYTES, lambda lo, hi, s: get_blas_threads())
+    if before is not None:                      # OpenBLAS found: one thread inside, as before after
+        assert seen == [1, 1, 1, 1]
+        assert get_blas_threads() == before == 2
+
+
+def test_an_error_in_a_block_reaches_the_caller_and_blas_is_restored(restore_threads):
+    workers.set_num_threads(2)
+    before = get_blas_threads()
+
+    def block(lo, hi, scratch):
+        if lo > 0:
+            raise ValueError("block failed")
+        return lo
+    with pytest.raises(ValueError, match="block failed"):
+        workers.map_blocks(np, 4, workers.BLOCK_BYTES, block)
+    assert get_blas_threads() == before
+
+
+def test_blocks_inside_a_block_run_in_that_thread(restore_threads):
+    workers.set_num_threads(2)
+    size = workers.BLOCK_BYTES
+    inner = workers.map_blocks(np, 2, size, lambda lo, hi, s: workers.map_blocks(
+        np, 2, size, lambda a, b, t: threading.current_thread().name))
+    assert len(inner) == 2 and all(len(set(names)) == 1 for names in inner)   # no deadlock
+
+
+def test_user_threads_running_convolutions_at_once(restore_threads):
+    workers.set_num_threads(2)
+    before = get_blas_threads()
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((6, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3))
+    want = ref.conv2d_forward(x, w, None, (1, 1), (1, 1))[0]
+    errors = []
+
+    def run():
+        for _ in range(5):
+            y = conv.conv2d_forward(x, w, None, (1, 1), (1, 1))[0]
+            if not np.allclose(y, want, rtol=1e-10, atol=1e-12):
+                errors.append("wrong result")
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and get_blas_threads() == before
+
+
+def _conv_in_child(queue):
+    x, w = np.ones((4, 2, 5, 5)), np.ones((3, 2, 3, 3))
+    queue.put(float(conv.conv2d_forward(x, w, None, (1, 1), (0, 0))[0].sum()))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_forked_child_makes_its_own_threads(restore_threads):
+    workers.set_num_threads(2)
+    conv.conv2d_forward(np.ones((4, 2, 5, 5)), np.ones((3, 2, 3, 3)), None)   # parent's pool
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_conv_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0 and queue.get(timeout=5) == 4 * 3 * 3 * 3 * 18.0
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_refuses_bad_counts_in_one_line(bad):
+    with pytest.raises(ValueError, match=r"set_num_threads: expected a whole number >= 1") as info:
+        mr.set_num_threads(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_set_and_get_num_threads_as_in_pytorch(restore_threads):
+    mr.set_num_threads(1)
+    assert mr.get_num_threads() == 1
+    if get_blas_threads() is not None:
+        assert get_blas_threads() == 1          # BLAS follows outside the kernels' splits
+    mr.set_num_threads(2)
+    assert mr.get_num_threads() == 2
