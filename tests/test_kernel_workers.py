@@ -162,3 +162,86 @@ def test_set_and_get_num_threads_as_in_pytorch(restore_threads):
         assert get_blas_threads() == 1          # BLAS follows outside the kernels' splits
     mr.set_num_threads(2)
     assert mr.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("block_bytes", [1, 5000, 1 << 20])
+@pytest.mark.parametrize("shape", [(6, 3, 5, 7), (9, 4)])
+def test_batch_norm_in_blocks_gives_the_reference_numbers(device, shape, threads, block_bytes,
+                                                         monkeypatch, restore_threads):
+    from minires.kernels import norm
+    monkeypatch.setattr(workers, "BLOCK_BYTES", block_bytes)
+    workers.set_num_threads(threads)
+    rng = np.random.default_rng(threads)
+    c = shape[1]
+    x, gamma, beta, dy = (to_device(a, device) for a in (
+        rng.standard_normal(shape) * 3 + 1, rng.standard_normal(c), rng.standard_normal(c),
+        rng.standard_normal(shape)))
+    running_mean, running_var = to_device(np.zeros(c), device), to_device(np.ones(c), device)
+    y, cache = norm.batch_norm_forward(x, running_mean, running_var, gamma, beta, True)
+    y_ref, cache_ref = ref.batch_norm_forward(x, gamma, beta)
+    np.testing.assert_allclose(to_host(y), to_host(y_ref), rtol=1e-10, atol=1e-12)
+    mean_ref, var_ref = ref.batch_norm_update_running(np.zeros(c), np.ones(c), to_host(x))
+    np.testing.assert_allclose(to_host(running_mean), mean_ref, rtol=1e-12)
+    np.testing.assert_allclose(to_host(running_var), var_ref, rtol=1e-12)
+    for name, got, want in zip("dx dgamma dbeta".split(), norm.batch_norm_backward(dy, cache),
+                               ref.batch_norm_backward(dy, cache_ref)):
+        np.testing.assert_allclose(to_host(got), to_host(want), rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+
+
+def test_results_do_not_depend_on_the_thread_count(restore_threads, monkeypatch):
+    """Blocks' partial sums are added in block order: 1 and 3 threads give the same bits."""
+    from minires.kernels import norm
+    monkeypatch.setattr(workers, "BLOCK_BYTES", 4096)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((16, 8, 12, 12)).astype(np.float32)
+    runs = []
+    for threads in (1, 3):
+        workers.set_num_threads(threads)
+        y, cache = conv.conv2d_forward(x, w, None, (1, 1), (1, 1))
+        dx, dw, _ = conv.conv2d_backward(dy, cache)
+        z, bn_cache = norm.batch_norm_forward(y, None, None, None, None, True)
+        dz = norm.batch_norm_backward(dy, bn_cache)[0]
+        runs.append([np.array(a) for a in (y, dx, dw, z, dz)])
+    for one, three in zip(*runs):
+        assert np.array_equal(one, three)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("block_bytes", [1, 1 << 20])
+@pytest.mark.parametrize("shape", [(7, 3, 4, 5), (5,)])
+def test_relu_in_blocks_gives_the_reference_numbers(device, shape, threads, block_bytes,
+                                                   monkeypatch, restore_threads):
+    from minires.kernels import relu
+    monkeypatch.setattr(workers, "BLOCK_BYTES", block_bytes)
+    workers.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    x, dy = (to_device(np.asarray(rng.standard_normal(shape)), device) for _ in range(2))
+    y = relu.relu_forward(x)
+    y_ref, cache_ref = ref.relu_forward(x)
+    np.testing.assert_array_equal(to_host(y), to_host(y_ref))
+    np.testing.assert_array_equal(to_host(relu.relu_backward(dy, y)),
+                                  to_host(ref.relu_backward(dy, cache_ref)))
+
+
+def test_relu_of_a_scalar_tensor(device):
+    x = mr.tensor(-2.0, device=device, requires_grad=True)
+    y = mr.relu(x)
+    y.backward()
+    assert y.item() == 0.0 and x.grad.item() == 0.0
+    x = mr.tensor(3.0, device=device, requires_grad=True)
+    mr.relu(x).backward()
+    assert x.grad.item() == 1.0
+
+
+def test_relu_keeps_the_channels_last_layout_of_its_input():
+    from minires.kernels import array_pool, relu
+    x = np.ascontiguousarray(np.random.default_rng(0).standard_normal((64, 8, 32, 32))
+                             .transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y = relu.relu_forward(x)
+    assert y.strides == x.strides and array_pool.POOL.in_use_bytes > 0
+    dx = relu.relu_backward(np.ascontiguousarray(x), y)     # dy in the other layout
+    assert dx.strides == y.strides

@@ -37,7 +37,7 @@ import weakref
 
 import numpy
 
-__all__ = ["ArrayPool", "POOL", "empty", "zeros"]
+__all__ = ["ArrayPool", "POOL", "empty", "empty_like", "zeros"]
 
 
 class ArrayPool:
@@ -123,3 +123,13 @@ def zeros(xp, shape, dtype):
         out.fill(0)
         return out
     return xp.zeros(shape, dtype=dtype)
+
+
+def empty_like(xp, a):
+    """``xp.empty_like(a)``: ``a``'s shape and dtype, and its memory order (an NCHW view of
+    channels-last memory gets channels-last memory too), from :data:`POOL` when ``xp`` is NumPy."""
+    if xp is not numpy:
+        return xp.empty_like(a)
+    outermost_first = sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis]))
+    memory = POOL.empty([a.shape[axis] for axis in outermost_first], a.dtype)
+    return memory.transpose(numpy.argsort(outermost_first))

@@ -32,11 +32,12 @@ equations above. Then each speed trick, as a named step that the plain path call
    of the padded image with no copy; one copy of (part of) that view makes them contiguous.
 3. *A 1x1 convolution needs no patches*: with stride 1 the image is its own patch matrix.
 4. *A block of images at a time, on every core* (:func:`patches_times`,
-   :func:`patches_transposed_times`, :mod:`minires.kernels.workers`): the patch matrix is never
-   built whole. Each thread takes a share of the images and, a block of them at a time, copies
-   the block's patches (small enough to stay in the CPU's cache) and multiplies them at once, so
-   the patches never travel to main memory and back. The backward pass rebuilds the patches the
-   same way instead of keeping them: in cache, rebuilding costs less than keeping would.
+   :func:`patches_transposed_times`, :mod:`minires.kernels.workers`): neither the patch matrix
+   nor the padded image is ever built whole. The threads take blocks of images as they get free;
+   for each, they pad the block's images, copy its patches (small enough to stay in the CPU's
+   cache) and multiply them at once, so the patches never travel to main memory and back. The
+   backward pass rebuilds the patches the same way instead of keeping them: in cache, rebuilding
+   costs less than keeping would.
 5. *Two ways to the input gradient* (:func:`input_gradient`): for stride 1, ``dx`` is itself a
    convolution of ``dy`` with the flipped kernel (patches and a product, no scatter); otherwise
    ``dY W^T`` followed by :func:`col2im`, block by block.
@@ -128,12 +129,13 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1))
     out_w = conv_output_size(width, kw, stride[1], padding[1], dilation[1])
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
 
-    x_pad = pad_nhwc(x.transpose(0, 2, 3, 1), *padding)              # (N, Hp, Wp, C), trick 1
-    y = patches_times(x_pad, weight_matrix(w), kh, kw, stride, dilation, out_h, out_w)
+    x_nhwc = x.transpose(0, 2, 3, 1)                                  # trick 1: a view
+    y = patches_times(x_nhwc, padding, weight_matrix(w), kh, kw, stride, dilation, out_h, out_w)
     if b is not None:                                                 # Y = X_col W_col + b
         y += b
     y = y.reshape(n, out_h, out_w, f).transpose(0, 3, 1, 2)          # NCHW view of NHWC memory
-    cache = Conv2dCache(x, w, x_pad.shape, stride, padding, dilation, b is not None)
+    padded_shape = (n, h + 2 * padding[0], width + 2 * padding[1], c)
+    cache = Conv2dCache(x, w, padded_shape, stride, padding, dilation, b is not None)
     return y, cache
 
 
@@ -146,9 +148,8 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True, need_db=True):
 
     dw = db = dx = None
     if need_dw:                                      # trick 4: the patches rebuilt, not kept
-        x_pad = pad_nhwc(cache.x.transpose(0, 2, 3, 1), *cache.padding)
-        dw_col = patches_transposed_times(x_pad, dy_nhwc, kh, kw, cache.stride, cache.dilation)
-        del x_pad
+        dw_col = patches_transposed_times(cache.x.transpose(0, 2, 3, 1), cache.padding, dy_nhwc,
+                                          kh, kw, cache.stride, cache.dilation)
         dw = dw_col.reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
         dw = array_module(dy).ascontiguousarray(dw)
     if need_db and cache.has_bias:
@@ -176,54 +177,74 @@ def patch_view(x_pad, kh, kw, stride, dilation, out_h, out_w):
 
 # --- trick 4: a block of images at a time, on every core -----------------------------------------
 
-def _patch_rows(patches, lo, hi, scratch):
-    """Images lo:hi of the patch matrix, (images*Ho*Wo, kh*kw*C), copied into a buffer that the
-    calling thread reuses for its next block."""
-    xp = array_module(patches)
+def _padded_images(x_nhwc, lo, hi, padding, scratch):
+    """Images lo:hi of ``x_nhwc``, padded with zeros, (images, Hp, Wp, C), in a buffer that the
+    calling thread reuses for its next block (its border is zeroed once and never written)."""
+    xp = array_module(x_nhwc)
+    ph, pw = padding
+    images = x_nhwc[lo:hi]
+    if ph == pw == 0 and images.flags.c_contiguous:
+        return images                                              # nothing to pad or copy
+    m, h, w, c = images.shape
+    buffer = scratch.get("padded")
+    if buffer is None or buffer.shape[0] < m:
+        buffer = scratch["padded"] = xp.zeros((m, h + 2 * ph, w + 2 * pw, c), x_nhwc.dtype)
+    block = buffer[:m]
+    block[:, ph:ph + h, pw:pw + w, :] = images
+    return block
+
+
+def _patch_rows(padded, kh, kw, stride, dilation, out_h, out_w, scratch):
+    """The block's rows of the patch matrix, (images*Ho*Wo, kh*kw*C), copied from its padded
+    images into a buffer that the calling thread reuses for its next block."""
+    xp = array_module(padded)
+    c = padded.shape[-1]
+    if kh == kw == 1 and tuple(stride) == (1, 1):                   # trick 3
+        return padded.reshape(-1, c)
+    patches = patch_view(padded, kh, kw, stride, dilation, out_h, out_w)
     buffer = scratch.get("patches")
-    if buffer is None or buffer.shape[0] < hi - lo:
-        buffer = scratch["patches"] = xp.empty((hi - lo,) + patches.shape[1:], patches.dtype)
-    block = buffer[:hi - lo]
-    block[...] = patches[lo:hi]
-    _, _, _, kh, kw, c = block.shape
+    if buffer is None or buffer.shape[0] < patches.shape[0]:
+        buffer = scratch["patches"] = xp.empty(patches.shape, patches.dtype)
+    block = buffer[:patches.shape[0]]
+    block[...] = patches
     return block.reshape(-1, kh * kw * c)
 
 
-def patches_times(x_pad, w_col, kh, kw, stride, dilation, out_h, out_w):
-    """``im2col(x_pad) @ w_col`` as (N*Ho*Wo, F) rows, without the whole patch matrix: a
-    cache-sized block of images at a time, the threads taking blocks as they get free, each
-    block's patches copied and at once multiplied into the block's rows of the result."""
-    xp = array_module(x_pad)
-    n, _, _, c = x_pad.shape
+def patches_times(x_nhwc, padding, w_col, kh, kw, stride, dilation, out_h, out_w):
+    """``im2col(pad(x_nhwc)) @ w_col`` as (N*Ho*Wo, F) rows, without the whole patch matrix, nor
+    even the whole padded image: a cache-sized block of images at a time, the threads taking
+    blocks as they get free, each block padded, its patches copied and at once multiplied into
+    the block's rows of the result."""
+    xp = array_module(x_nhwc)
+    n, h, w, c = x_nhwc.shape
     f = w_col.shape[1]
     rows = out_h * out_w                                       # rows per image
-    y = array_pool.empty(xp, (n * rows, f), x_pad.dtype)
-    patches = patch_view(x_pad, kh, kw, stride, dilation, out_h, out_w)
-    image_is_patches = kh == kw == 1 and tuple(stride) == (1, 1)          # trick 3
+    y = array_pool.empty(xp, (n * rows, f), x_nhwc.dtype)
 
     def block(lo, hi, scratch):
-        cols = (x_pad[lo:hi].reshape(-1, c) if image_is_patches
-                else _patch_rows(patches, lo, hi, scratch))
+        padded = _padded_images(x_nhwc, lo, hi, padding, scratch)
+        cols = _patch_rows(padded, kh, kw, stride, dilation, out_h, out_w, scratch)
         xp.matmul(cols, w_col, out=y[lo * rows:hi * rows])
 
-    map_blocks(xp, n, patches.nbytes // max(n, 1), block)
+    map_blocks(xp, n, rows * kh * kw * c * x_nhwc.itemsize, block)
     return y
 
 
-def patches_transposed_times(x_pad, dy_nhwc, kh, kw, stride, dilation):
-    """``im2col(x_pad)^T @ dY`` (kh*kw*C, F), the weight gradient: one product per block of
+def patches_transposed_times(x_nhwc, padding, dy_nhwc, kh, kw, stride, dilation):
+    """``im2col(pad(x_nhwc))^T @ dY`` (kh*kw*C, F), the weight gradient: one product per block of
     images, then their sum, in block order (so the result does not depend on which thread
     worked which block)."""
-    xp = array_module(x_pad)
+    xp = array_module(x_nhwc)
+    c = x_nhwc.shape[-1]
     n, out_h, out_w, f = dy_nhwc.shape
-    patches = patch_view(x_pad, kh, kw, stride, dilation, out_h, out_w)
 
     def block(lo, hi, scratch):
-        cols = _patch_rows(patches, lo, hi, scratch)
+        padded = _padded_images(x_nhwc, lo, hi, padding, scratch)
+        cols = _patch_rows(padded, kh, kw, stride, dilation, out_h, out_w, scratch)
         dy_rows = xp.ascontiguousarray(dy_nhwc[lo:hi]).reshape(-1, f)
         return cols.T @ dy_rows
 
-    products = map_blocks(xp, n, patches.nbytes // max(n, 1), block)
+    products = map_blocks(xp, n, out_h * out_w * kh * kw * c * x_nhwc.itemsize, block)
     dw_col = products[0]
     for product in products[1:]:
         dw_col += product
@@ -254,8 +275,8 @@ def input_gradient_by_flipped_conv(dy_nhwc, cache, transposed_padding):
     n, c, h, width = cache.x.shape
     f, _, kh, kw = cache.w.shape
     w_flipped = cache.w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * f, c)
-    dy_pad = pad_nhwc(dy_nhwc, *transposed_padding)
-    return patches_times(dy_pad, w_flipped, kh, kw, (1, 1), cache.dilation, h, width)
+    return patches_times(dy_nhwc, transposed_padding, w_flipped, kh, kw, (1, 1), cache.dilation,
+                         h, width)
 
 
 def input_gradient_by_col2im(dy_nhwc, cache):

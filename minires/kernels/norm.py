@@ -35,7 +35,7 @@ kernel with the reason it is there:
    matrix-vector product and an ``einsum``, which read the array once.
 3. **Wide rows** (:func:`widen`, :func:`fold`, :data:`WIDE_ROW`): the elementwise passes on
    (M/R, R*C) rows instead of (M, C), because C-long inner loops are too short for NumPy.
-4. **Blocks of rows, on every core** (:func:`in_blocks`, :mod:`minires.kernels.workers`): every
+4. **Blocks of rows, on every core** (:func:`~minires.kernels.workers.in_blocks`): every
    pass goes through the rows a cache-sized block at a time, the blocks shared among the threads;
    a reduction adds its blocks' partial sums in block order, and a pass that both makes an array
    and reduces it (``x - mu``, then its squares' sums) does both while the block is in cache.
@@ -48,7 +48,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ..devices.backend import array_module
-from .workers import map_blocks
+from . import array_pool
+from .workers import in_blocks
 
 
 class BatchNormCache(NamedTuple):
@@ -89,7 +90,7 @@ def batch_norm_forward(x, running_mean, running_var, weight, bias, training, mom
     rows = _to_rows(x)                                          # step 1: (M, C)
     m = rows.shape[0]
     wide, r = widen(rows)                                       # step 3: (M/R, R*C)
-    centered = xp.empty_like(wide)
+    centered = array_pool.empty(xp, wide.shape, wide.dtype)
     if training:
         mean = fold(column_sums(wide), r) * (1.0 / m)                       # mu
         mean_wide = xp.tile(mean, r)
@@ -107,7 +108,7 @@ def batch_norm_forward(x, running_mean, running_var, weight, bias, training, mom
     # y = gamma * x_hat + beta with x_hat = centered * inv_std, folded into one scale per channel
     scale_wide = xp.tile(inv_std if weight is None else weight * inv_std, r)
     bias_wide = None if bias is None else xp.tile(bias, r)
-    y = xp.empty_like(wide)
+    y = array_pool.empty(xp, wide.shape, wide.dtype)
 
     def normalise(lo, hi):
         xp.multiply(centered[lo:hi], scale_wide, out=y[lo:hi])
@@ -148,7 +149,7 @@ def batch_norm_backward(dy, cache, need_dx=True, need_dweight=True, need_dbias=T
             # - scale * x_hat * dgamma / M (x_hat = centered * inv_std) and - scale * dbeta / M
             centered_coef = xp.tile(scale * inv_std * dweight * (-1.0 / m), r)
             constant = xp.tile(scale * dbias * (-1.0 / m), r)
-        dx_wide = xp.empty_like(dy_wide)
+        dx_wide = array_pool.empty(xp, dy_wide.shape, dy_wide.dtype)
 
         def input_gradient(lo, hi):
             out = dx_wide[lo:hi]
@@ -239,16 +240,9 @@ def fold(wide_vector, r):
 # Step 4. Blocks of rows, on every core
 # ---------------------------------------------------------------------------------------------
 # Why: NumPy runs each elementwise pass and reduction on one core. Cut into cache-sized blocks of
-# rows, the passes can be shared among the cores (minires.kernels.workers), and two passes over
-# the same block (make x - mu, then sum its squares) find it still in cache. Inside a block, the
-# BLAS reductions of step 2 run on one thread: the block's thread is already one core's worth.
-
-def in_blocks(rows, work) -> list:
-    """``[work(lo, hi) for each block of rows]``, the blocks shared among the threads; the
-    results in block order. Called inside a block (a reduction within a pass), one block."""
-    return map_blocks(array_module(rows), rows.shape[0], rows.nbytes // max(1, rows.shape[0]),
-                      lambda lo, hi, scratch: work(lo, hi))
-
+# rows (minires.kernels.workers.in_blocks), the passes are shared among the cores, and two passes
+# over the same block (make x - mu, then sum its squares) find it still in cache. Inside a block,
+# the BLAS reductions of step 2 run on one thread: the block's thread is already one core's worth.
 
 def add_in_order(parts):
     """The sum of the blocks' partial results, always in block order: the same total whichever

@@ -32,9 +32,11 @@ from contextlib import contextmanager
 
 import numpy
 
+from ..devices.backend import array_module
 from ..devices.blas import blas_controls
 
-__all__ = ["get_num_threads", "set_num_threads", "image_blocks", "map_blocks", "BLOCK_BYTES"]
+__all__ = ["get_num_threads", "set_num_threads", "image_blocks", "map_blocks", "in_blocks",
+           "BLOCK_BYTES"]
 
 # the target size of one block's largest array: well inside a core's L2 cache (usually 512 KiB
 # to 2 MiB), and large enough that a block's product is still an efficient matrix product
@@ -119,6 +121,14 @@ def map_blocks(xp, n: int, bytes_per_image: int, work) -> list:
         for future in futures:
             future.result()
     return results
+
+
+def in_blocks(array, work) -> list:
+    """:func:`map_blocks` along the first axis of ``array``, for passes that need no scratch:
+    ``[work(lo, hi) for each block]``, in block order."""
+    n = array.shape[0]
+    return map_blocks(array_module(array), n, array.nbytes // max(1, n),
+                      lambda lo, hi, scratch: work(lo, hi))
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:

@@ -30,6 +30,7 @@ import numpy
 from ..devices import backend
 from ..autograd import Function, Tensor
 from ..dtypes import as_dtype
+from ..kernels import relu as relu_kernel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,16 +258,15 @@ class Abs(Function):
 class ReLU(Function):
 
     def forward(self, x):
-        y = backend.array_module(x).maximum(x, 0)
+        y = relu_kernel.relu_forward(x)
         self.save_for_backward(y)
         return y
 
     def backward(self, g):
         (y,) = self.saved_tensors
-        xp = backend.array_module(y)
         # written in y's layout (channels-last after a convolution) whatever g's is, so that
         # later ops never stride across memory (tests/test_layout.py; docs/benchmarks.md)
-        return xp.multiply(g, y > 0, out=xp.empty_like(y))
+        return relu_kernel.relu_backward(g, y)
 
 
 class Sigmoid(Function):
