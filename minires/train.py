@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy
 
-from . import random as mr_random, serialization
+from . import configuration, random as mr_random, serialization
 from .devices import backend
 from .autograd import Tensor, no_grad
 from .data.loader import DataLoader
-from .host_allocator import tune_host_allocator
+from .devices.host_allocator import tune_host_allocator
 from .errors import CheckpointError
 from .nn import functional as F
 from .optim import SGD
@@ -73,8 +73,7 @@ class History:
 def progress_enabled(progress: bool = True) -> bool:
     """Progress bars are on unless ``progress=False`` or MINIRES_PROGRESS=0 (notebooks and docs
     set it so their executed outputs stay clean)."""
-    return bool(progress) and os.environ.get("MINIRES_PROGRESS", "1").strip().lower() \
-        not in ("0", "false", "no", "off")
+    return bool(progress) and configuration.env("MINIRES_PROGRESS")
 
 
 def paper_optimizer(model, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4):

@@ -2,7 +2,8 @@
 
 Under ``detect_anomaly()`` (per thread, as grad mode), ``Function.apply`` calls
 :func:`check_forward` on every output and the engine calls :func:`check_backward` on every
-gradient a node returns.
+gradient a node returns. The mode itself (per thread, kept on a stack, not on the context
+object: safe as a decorator, re-entrant) is ``ANOMALY_MODE`` of :mod:`minires.configuration`.
 """
 from __future__ import annotations
 
@@ -14,11 +15,9 @@ import numpy
 
 from ..devices import backend
 from ..errors import AnomalyError
-from .grad_mode import ThreadMode
+from ..configuration import ANOMALY_MODE
 from .tensor import Tensor
 
-# per thread, kept on a stack (not on the context object): safe as a decorator, re-entrant
-ANOMALY_MODE = ThreadMode(default=False)
 
 
 def is_anomaly_enabled() -> bool:

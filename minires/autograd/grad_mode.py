@@ -5,41 +5,15 @@ The flag is per thread, as in PyTorch: a data-loading thread does not switch off
 the training loop. The context managers keep the mode they replace on a per-thread stack, never
 on themselves, so one object can be entered again before it is left: as a decorator (one
 instance serves every call, recursive ones included, from every thread), or in nested ``with``
-blocks. :class:`ThreadMode` is that mechanism, shared with ``detect_anomaly``.
+blocks. That mechanism, :class:`~minires.configuration.ThreadMode`, and the modes themselves live
+in :mod:`minires.configuration` with the other process-wide switches (``mr.config``).
 """
 from __future__ import annotations
 
 import contextlib
-import threading
 
-
-class ThreadMode:
-    """A boolean mode per thread, with a stack of the values that entering a context replaced."""
-
-    def __init__(self, default: bool):
-        self.default = default
-        self._local = threading.local()
-
-    def get(self) -> bool:
-        return getattr(self._local, "value", self.default)
-
-    def set(self, value: bool) -> None:
-        self._local.value = bool(value)
-
-    def push(self, value: bool) -> None:
-        """Switch to ``value``, remembering the current value for :meth:`pop`."""
-        stack = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        stack.append(self.get())
-        self.set(value)
-
-    def pop(self) -> None:
-        """Go back to the value the matching :meth:`push` replaced."""
-        self.set(self._local.stack.pop())
-
-
-GRAD_MODE = ThreadMode(default=True)
+from ..configuration import GRAD_MODE, INFERENCE_MODE  # noqa: F401
+from ..configuration import ThreadMode  # noqa: F401  (its old path)
 
 
 def is_grad_enabled() -> bool:
@@ -95,9 +69,6 @@ class set_grad_enabled(_GradModeContext):
             GRAD_MODE.set(self._before_init)
             self._before_init = None
         return super().__call__(func)
-
-
-INFERENCE_MODE = ThreadMode(default=False)
 
 
 def is_inference_mode_enabled() -> bool:

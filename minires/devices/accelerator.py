@@ -1,18 +1,7 @@
-"""``minires.accelerator`` (``torch.accelerator``): which accelerator, if any, minires can use.
-The only accelerator minires knows is an NVIDIA GPU through CuPy ("cuda")."""
-from __future__ import annotations
+"""``minires.devices.accelerator`` is :mod:`minires.compat.accelerator` (moved there): this old path names the very same
+module, not a copy, so its state and whatever is patched on it are shared."""
+import sys
 
-from . import backend
+from ..compat import accelerator as _module
 
-
-def is_available() -> bool:
-    return backend.cuda_is_available()
-
-
-def current_accelerator():
-    """The accelerator device (``minires.device("cuda")``), or None when there is none."""
-    return backend.normalize_device("cuda") if is_available() else None
-
-
-def device_count() -> int:
-    return backend.cuda_device_count() if is_available() else 0
+sys.modules[__name__] = _module

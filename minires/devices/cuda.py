@@ -1,4 +1,7 @@
-"""``minires.cuda``: whether the GPU device can be used (``mr.cuda.is_available()``)."""
-from .backend import cuda_device_count as device_count  # noqa: F401
-from .backend import cuda_is_available as is_available  # noqa: F401
-from .backend import synchronize  # noqa: F401
+"""``minires.devices.cuda`` is :mod:`minires.compat.cuda` (moved there): this old path names the very same
+module, not a copy, so its state and whatever is patched on it are shared."""
+import sys
+
+from ..compat import cuda as _module
+
+sys.modules[__name__] = _module

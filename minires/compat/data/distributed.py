@@ -1,4 +1,5 @@
-"""``DistributedSampler``: each rank's share of a dataset, with PyTorch's rule.
+"""``torch.utils.data.distributed`` for minires (``minires.utils.data.distributed``):
+``DistributedSampler``, each rank's share of a dataset, with PyTorch's rule.
 
 The ``N`` indices (shuffled by epoch when ``shuffle``) are padded by repeating their start until
 their count is a multiple of ``num_replicas`` (or cut to one, with ``drop_last``), and rank ``r``
