@@ -68,13 +68,12 @@ def test_the_cli_only_parses_and_calls():
         assert built_there not in source, built_there
 
 
-@pytest.mark.parametrize("old, new", [("backend", "backend"), ("strict_device", "strict"),
-                                      ("cuda", "cuda"), ("accelerator", "accelerator")])
-def test_the_old_device_paths_name_the_very_modules_of_minires_devices(old, new):
-    import importlib
-
+@pytest.mark.parametrize("old, new", [("backend", "devices.backend"),
+                                      ("strict_device", "devices.strict"),
+                                      ("cuda", "compat.cuda"), ("accelerator", "compat.accelerator")])
+def test_the_old_device_paths_name_the_very_modules_of_their_new_homes(old, new):
     import minires as mr
-    moved = importlib.import_module(f"minires.devices.{new}")
+    moved = importlib.import_module(f"minires.{new}")
     assert importlib.import_module(f"minires.{old}") is moved     # not a copy: one state
     assert getattr(mr, old) is moved
     if old == "backend":
@@ -86,9 +85,7 @@ def test_the_old_device_paths_name_the_very_modules_of_minires_devices(old, new)
 MOVED_MODULES = {
     "minires.host_allocator": "minires.devices.host_allocator",
     "minires.accelerator": "minires.compat.accelerator",
-    "minires.devices.accelerator": "minires.compat.accelerator",
     "minires.cuda": "minires.compat.cuda",
-    "minires.devices.cuda": "minires.compat.cuda",
     "minires.backends.cudnn": "minires.compat.cudnn",
     "minires.utils.data": "minires.compat.data",
     "minires.utils.data.distributed": "minires.compat.data.distributed",
@@ -129,15 +126,16 @@ def test_the_allocator_tuning_keeps_its_old_paths():
     assert host_allocator_tuned is host_allocator.host_allocator_tuned
 
 
-def test_no_module_of_minires_imports_a_shim_but_the_old_paths():
-    # the shims are for programs written for torch: minires's own code uses its own names
+def test_the_layers_the_shims_build_on_never_import_them():
+    # one-way: minires.compat dresses the devices, the engine and the loader in PyTorch's names;
+    # none of those (nor anything they build on) may import it back
     import pathlib
     package = pathlib.Path(inspect.getfile(experiments)).parents[1]
-    old_paths = {"accelerator.py", "cuda.py", "backends/__init__.py", "backends/cudnn.py",
-                 "utils/__init__.py", "utils/data/__init__.py", "devices/accelerator.py",
-                 "devices/cuda.py", "__init__.py"}
-    users = [str(p.relative_to(package)) for p in package.rglob("*.py")
-             if "compat" not in p.parts and str(p.relative_to(package)) not in old_paths
-             and any(line.lstrip().startswith(("from ", "import ")) and "compat" in line
+    below = [p for folder in ("devices", "kernels", "autograd", "ops", "data", "nn", "optim")
+             for p in (package / folder).rglob("*.py")]
+    below += [package / f"{name}.py" for name in ("configuration", "errors", "dtypes", "random",
+                                                  "creation", "jsonio")]
+    users = [str(p.relative_to(package)) for p in below
+             if any(line.lstrip().startswith(("from ", "import ")) and "compat" in line
                      for line in p.read_text().splitlines())]
     assert users == [], users

@@ -8,8 +8,7 @@ memory they are made of.
   training steps (an explicit call, never made at import).
 
 PyTorch's ``torch.cuda`` and ``torch.accelerator`` queries are shims over :mod:`.backend`, in
-:mod:`minires.compat` with the other shims. The old paths (``minires.backend``,
-``minires.strict_device``, ``minires.host_allocator``; ``minires.cuda``, ``minires.accelerator``
-and ``minires.devices.cuda``/``.accelerator`` for the shims) name these very modules. Nothing is
+:mod:`minires.compat` with the other shims. The old paths ``minires.backend``,
+``minires.strict_device`` and ``minires.host_allocator`` name these very modules. Nothing is
 imported here: each module loads when it is asked for.
 """
