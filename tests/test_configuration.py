@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+import numpy
 import pytest
 
 import minires as mr
@@ -61,7 +62,7 @@ def test_setting_anomaly_on_the_config_is_detect_anomaly():
     mr.config.anomaly = True
     try:
         assert autograd.is_anomaly_enabled()
-        with pytest.raises(AnomalyError):
+        with pytest.raises(AnomalyError), numpy.errstate(invalid="ignore"):
             mr.log(mr.tensor([-1.0]))
     finally:
         mr.config.anomaly = False
@@ -151,3 +152,20 @@ def test_the_old_homes_of_the_modes_name_the_same_objects():
     assert grad_mode.INFERENCE_MODE is configuration.INFERENCE_MODE
     assert anomaly.ANOMALY_MODE is configuration.ANOMALY_MODE
     assert grad_mode.ThreadMode is configuration.ThreadMode
+
+
+def test_set_detect_anomaly_switches_at_once_and_back_on_exit():
+    autograd.set_detect_anomaly(True)
+    try:
+        assert mr.config.anomaly
+        with autograd.set_detect_anomaly(False):
+            assert not mr.config.anomaly
+        assert mr.config.anomaly
+    finally:
+        autograd.set_detect_anomaly(False)
+    assert not mr.config.anomaly
+
+    @autograd.set_detect_anomaly(True)
+    def checked():
+        return mr.config.anomaly
+    assert not mr.config.anomaly and checked() and not mr.config.anomaly

@@ -7,7 +7,6 @@ object: safe as a decorator, re-entrant) is ``ANOMALY_MODE`` of :mod:`minires.co
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import traceback
 
@@ -16,6 +15,7 @@ import numpy
 from ..devices import backend
 from ..errors import AnomalyError
 from ..configuration import ANOMALY_MODE
+from .grad_mode import _ModeContext, _SetMode
 from .tensor import Tensor
 
 
@@ -24,21 +24,25 @@ def is_anomaly_enabled() -> bool:
     return ANOMALY_MODE.get()
 
 
-class detect_anomaly(contextlib.ContextDecorator):
+class detect_anomaly(_ModeContext):
     """Context manager (and decorator) that checks every operation's output, forward and
     backward, for NaN and infinity, and raises :class:`~minires.errors.AnomalyError` at the first
     one, naming the operation, its shapes and the line of your code that called it.
 
     Slow (one check and, on a GPU, one wait per operation): for finding a bug, not for training.
     """
+    switch = ANOMALY_MODE
+    mode = True
 
-    def __enter__(self):
-        ANOMALY_MODE.push(True)
-        return self
 
-    def __exit__(self, *exc):
-        ANOMALY_MODE.pop()
-        return False
+class set_detect_anomaly(_SetMode):
+    """``set_detect_anomaly(mode)``: PyTorch's switch for anomaly mode, at once (a plain call
+    ``set_detect_anomaly(True)`` works) and, as a context manager, back on exit.
+    ``check_nan`` is accepted (minires always checks)."""
+    switch = ANOMALY_MODE
+
+    def __init__(self, mode: bool, check_nan: bool = True):
+        super().__init__(mode)
 
 
 def _nonfinite(array) -> str | None:

@@ -29,7 +29,6 @@ import numbers
 
 import numpy
 
-from ...devices import backend
 from ...autograd import Tensor
 from ...data import loader as _loader
 from ...data.loader import Dataset, Subset, TensorDataset
