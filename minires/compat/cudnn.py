@@ -1,5 +1,5 @@
-"""``torch.backends.cudnn`` for minires (``mr.backends.cudnn``): the flags PyTorch programs set (``cudnn.benchmark = True``,
-``cudnn.deterministic = True``), accepted and without effect.
+"""``torch.backends.cudnn`` for minires (``mr.backends.cudnn``): the flags PyTorch programs set
+(``cudnn.benchmark = True``, ``cudnn.deterministic = True``), accepted and without effect.
 
 minires does not call cuDNN: its convolution is the hand-written im2col + matrix product of
 :mod:`minires.kernels.conv` on every device (cuBLAS on a GPU through CuPy). There is no algorithm
