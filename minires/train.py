@@ -33,6 +33,7 @@ from . import configuration, random as mr_random, serialization
 from .devices import backend
 from .autograd import Tensor, no_grad
 from .data.loader import DataLoader
+from .data.sharding import shard_indices
 from .devices.host_allocator import tune_host_allocator
 from .errors import CheckpointError
 from .nn import functional as F
@@ -371,8 +372,7 @@ def _at_record(run: _Run, tally: LossErrorTally, step_losses: list, started: flo
 class ShardedDataLoader(DataLoader):
     """``DataLoader(dataset, ...)`` serving rank ``rank``'s share of every epoch: the loader's own
     epoch order (the same on every rank: one seed) split by DistributedSampler's rule
-    (:func:`minires.compat.data.distributed.shard_indices`, also at
-    ``minires.utils.data.distributed``). For data-parallel training, with
+    (:func:`minires.data.sharding.shard_indices`). For data-parallel training, with
     ``batch_size`` the batch per rank."""
 
     def __init__(self, dataset, num_replicas: int, rank: int, **kwargs):
@@ -384,7 +384,6 @@ class ShardedDataLoader(DataLoader):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch_order(self, epoch: int):
-        from .compat.data.distributed import shard_indices
         return shard_indices(super().epoch_order(epoch), self.num_replicas, self.rank)
 
 
