@@ -6,7 +6,9 @@ or a strict CPU stand-in for GPU semantics ("strict"); ``minires.nn``, ``minires
 """
 __version__ = "0.1.0"
 
-from .devices import backend, cuda  # noqa: F401
+from .configuration import Config, config  # noqa: F401  (print(mr.config): every switch)
+from .compat import cuda  # noqa: F401
+from .devices import backend  # noqa: F401
 from . import ops as _ops  # noqa: F401  (attaches Tensor methods)
 from .autograd import (Size, Tensor, enable_grad, grad, inference_mode,  # noqa: F401
                        is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled)

@@ -1,7 +1,7 @@
-"""``minires.accelerator`` is :mod:`minires.devices.accelerator` (moved there): this old path names the
-very same module, not a copy, so its state and whatever is patched on it are shared."""
+"""``minires.accelerator`` is :mod:`minires.compat.accelerator` (moved there): this old path names the very same
+module, not a copy, so its state and whatever is patched on it are shared."""
 import sys
 
-from .devices import accelerator as _module
+from .compat import accelerator as _module
 
 sys.modules[__name__] = _module

@@ -33,8 +33,8 @@ import threading
 
 import numpy
 
-from . import __version__
-from .host_allocator import tune_host_allocator
+from . import __version__, configuration
+from .devices.host_allocator import tune_host_allocator
 from .errors import (MiniresError, NothingToResumeError, ResultsExistError, TrainingDiverged,
                      UsageError)
 
@@ -60,7 +60,7 @@ def _device(name: str | None) -> str:
     missing GPU is one line before any work starts."""
     from .devices import backend
     try:
-        device = backend.normalize_device(name or os.environ.get("MINIRES_DEVICE") or "cpu")
+        device = backend.normalize_device(name) if name else backend.default_device()
         backend.get_array_module(device)
     except (ValueError, backend.DeviceError) as exc:
         raise CLIError(str(exc))
@@ -460,7 +460,7 @@ def _join_ranks(args) -> bool:
     if local_size > 1 and not any(v in os.environ for v in ("OMP_NUM_THREADS",
                                                             "OPENBLAS_NUM_THREADS")):
         launch.limit_blas_threads(launch.blas_threads_per_rank())
-    device = getattr(args, "device", None) or os.environ.get("MINIRES_DEVICE") or "cpu"
+    device = getattr(args, "device", None) or configuration.env("MINIRES_DEVICE") or "cpu"
     if device == "cuda" and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(local_rank)     # one GPU per rank
     import datetime

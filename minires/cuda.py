@@ -1,7 +1,7 @@
-"""``minires.cuda`` is :mod:`minires.devices.cuda` (moved there): this old path names the
-very same module, not a copy, so its state and whatever is patched on it are shared."""
+"""``minires.cuda`` is :mod:`minires.compat.cuda` (moved there): this old path names the very same
+module, not a copy, so its state and whatever is patched on it are shared."""
 import sys
 
-from .devices import cuda as _module
+from .compat import cuda as _module
 
 sys.modules[__name__] = _module

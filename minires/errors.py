@@ -40,3 +40,8 @@ class AnomalyError(MiniresError, RuntimeError):
 
 class TrainingDiverged(MiniresError, RuntimeError):
     """The loss or a parameter stopped being finite during training."""
+
+
+class ConfigError(MiniresError, ValueError):
+    """A ``MINIRES_*`` environment variable (or a setting of :data:`minires.config`) holds a
+    value minires cannot read."""

@@ -29,11 +29,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy
 
-from . import random as mr_random, serialization
+from . import configuration, random as mr_random, serialization
 from .devices import backend
 from .autograd import Tensor, no_grad
 from .data.loader import DataLoader
-from .host_allocator import tune_host_allocator
+from .data.sharding import shard_indices
+from .devices.host_allocator import tune_host_allocator
 from .errors import CheckpointError
 from .nn import functional as F
 from .optim import SGD
@@ -73,8 +74,7 @@ class History:
 def progress_enabled(progress: bool = True) -> bool:
     """Progress bars are on unless ``progress=False`` or MINIRES_PROGRESS=0 (notebooks and docs
     set it so their executed outputs stay clean)."""
-    return bool(progress) and os.environ.get("MINIRES_PROGRESS", "1").strip().lower() \
-        not in ("0", "false", "no", "off")
+    return bool(progress) and configuration.env("MINIRES_PROGRESS")
 
 
 def paper_optimizer(model, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4):
@@ -206,28 +206,84 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
         transform=None, warmup_steps: int = 0, lr_decay: bool = True,
         eval_batches: int | None = None, desc: str | None = None,
         settings: dict | None = None, save_checkpoint: bool = True) -> History:
-    """Train ``model`` on ``train_data`` (a dataset or a :class:`~minires.data.DataLoader`).
+    """Train ``model`` on ``train_data`` (a dataset or a :class:`~minires.data.DataLoader`) and
+    return the :class:`History` of its training and test error. Give ``steps`` or ``epochs``.
 
-    Give ``steps`` or ``epochs``. Defaults follow the paper: SGD with lr 0.1, momentum 0.9,
-    weight decay 1e-4, lr divided by 10 at 50% and 75% of the steps (``lr_decay=False``: never;
-    ``warmup_steps`` adds a linear warm-up). Every ``eval_every`` steps (default: 10 records over
-    the run) the history gets the training loss/error since the last record and the test
-    loss/error (all of ``test_data``, or its first ``eval_batches`` batches), the callbacks are
-    called (see :class:`Callback`: ``callback(step, model, metrics)``, and per step
-    ``on_after_backward``/``on_after_step`` where defined), and ``checkpoint`` (a path) is
-    written. With ``resume=True`` and an existing checkpoint, training continues from
-    it exactly where it stopped; ``settings`` (a dict of numbers and strings describing the run,
-    e.g. the model name and width) is stored in the checkpoint, and resuming with other settings,
-    or from a checkpoint of another model, raises :class:`~minires.errors.CheckpointError`.
+    The keywords, by job:
 
-    ``save_checkpoint=False`` reads ``checkpoint`` to resume but never writes it (the ranks other
-    than 0 of a data-parallel run, whose replicas are rank 0's).
+    *What to train on, how long:* ``steps`` or ``epochs``; ``batch_size`` (a dataset is served in
+    shuffled full batches, seeded by ``seed``, through ``transform``); ``device`` (the model is
+    moved there; default: where its parameters are).
+
+    *The recipe:* ``optimizer`` and ``scheduler``, by default the paper's: SGD with lr 0.1,
+    momentum 0.9, weight decay 1e-4, lr divided by 10 at 50% and 75% of the steps
+    (``lr_decay=False``: never; ``warmup_steps`` adds a linear warm-up).
+
+    *Measuring:* every ``eval_every`` steps (default: 10 records over the run) the history gets
+    the training loss/error since the last record and the test loss/error (all of ``test_data``,
+    or its first ``eval_batches`` batches), and the ``callbacks`` are called (see
+    :class:`Callback`: ``callback(step, model, metrics)``, and per step
+    ``on_after_backward``/``on_after_step`` where defined). ``progress`` shows a bar (titled
+    ``desc``; ``MINIRES_PROGRESS=0`` hides it everywhere).
+
+    *Checkpoints:* at each record ``checkpoint`` (a path) is written. With ``resume=True`` and an
+    existing checkpoint, training continues from it exactly where it stopped; ``settings`` (a dict
+    of numbers and strings describing the run, e.g. the model name and width) is stored in the
+    checkpoint, and resuming with other settings, or from a checkpoint of another model, raises
+    :class:`~minires.errors.CheckpointError`. ``save_checkpoint=False`` reads ``checkpoint`` to
+    resume but never writes it (the ranks other than 0 of a data-parallel run, whose replicas
+    are rank 0's).
 
     A non-finite loss or parameter ends the run early: the history is marked ``diverged``, with
     ``diverged_step`` the first step whose loss was not finite, and the checkpoint is not
     overwritten, so it holds the last finite state.
     """
     tune_host_allocator()   # recycle host memory between steps (MINIRES_TUNE_MALLOC=0: don't)
+    run = _plan(model, train_data, test_data, steps=steps, epochs=epochs, optimizer=optimizer,
+                scheduler=scheduler, batch_size=batch_size, eval_every=eval_every,
+                callbacks=callbacks, checkpoint=checkpoint, save_checkpoint=save_checkpoint,
+                settings=settings, seed=seed, device=device, transform=transform,
+                warmup_steps=warmup_steps, lr_decay=lr_decay, eval_batches=eval_batches)
+    mr_random.manual_seed(seed)
+    if checkpoint and resume and os.path.exists(checkpoint):
+        run.history, run.step = _resume(checkpoint, run.device, settings, model, run.optimizer,
+                                        run.scheduler, run.loader)
+    bar = _progress_bar(progress, run, desc)
+    try:
+        _train(run, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return run.history
+
+
+@dataclass
+class _Run:
+    """One run of :func:`fit`: what its loop needs, built once from the keywords by
+    :func:`_plan`, and where it stands (``step``, ``history``)."""
+    model: object
+    loader: DataLoader
+    test_data: object
+    device: object
+    optimizer: object
+    scheduler: object
+    total: int                      # steps to take in all
+    eval_every: int                 # steps between records
+    eval_batch_size: int
+    eval_batches: int | None
+    callbacks: list
+    checkpoint: str | None
+    save_checkpoint: bool
+    settings: dict | None
+    history: History = field(default_factory=History)
+    step: int = 0                   # steps taken so far
+
+
+def _plan(model, train_data, test_data, *, steps, epochs, optimizer, scheduler, batch_size,
+          eval_every, callbacks, checkpoint, save_checkpoint, settings, seed, device, transform,
+          warmup_steps, lr_decay, eval_batches) -> _Run:
+    """Check ``fit``'s keywords and build the run: the model on its device, the loader, the
+    number of steps, the optimiser and schedule (the paper's unless given)."""
     if device is not None:
         model.to(device)
     # (a model of lazy modules only has no parameter to tell its device yet)
@@ -247,62 +303,76 @@ def fit(model, train_data, test_data=None, *, steps: int | None = None,
     optimizer = optimizer or paper_optimizer(model)
     scheduler = scheduler or paper_schedule(optimizer, total, warmup_steps, decay=lr_decay)
     callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-    history = History()
-    step = 0
-    mr_random.manual_seed(seed)
-    if checkpoint and resume and os.path.exists(checkpoint):
-        history, step = _resume(checkpoint, device, settings, model, optimizer, scheduler, loader)
+    return _Run(model=model, loader=loader, test_data=test_data, device=device,
+                optimizer=optimizer, scheduler=scheduler, total=total, eval_every=eval_every,
+                eval_batch_size=max(batch_size, 256), eval_batches=eval_batches,
+                callbacks=callbacks, checkpoint=checkpoint, save_checkpoint=save_checkpoint,
+                settings=settings)
 
-    bar = None
-    if progress_enabled(progress):
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, initial=step, desc=desc or getattr(model, "name", "train"),
-                   leave=False, dynamic_ncols=True)
-    model.train()
-    tally = LossErrorTally(device)  # the training loss and error since the last record
+
+def _progress_bar(progress: bool, run: _Run, desc: str | None):
+    """A tqdm bar over the run's steps (starting at a resumed step), or None."""
+    if not progress_enabled(progress):
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=run.total, initial=run.step,
+                desc=desc or getattr(run.model, "name", "train"), leave=False,
+                dynamic_ncols=True)
+
+
+def _train(run: _Run, bar) -> None:
+    """The loop: one :func:`train_step` per batch until ``run.total`` steps, a record every
+    ``run.eval_every`` steps; it stops early at a record that finds the run diverged."""
+    run.model.train()
+    tally = LossErrorTally(run.device)  # the training loss and error since the last record
     step_losses = []        # this record's per-step losses, on the device: who went non-finite
-    started = time.perf_counter() - history.seconds
-    try:
-        for images, labels in _endless(loader):
-            if step >= total:
-                break
-            step += 1
-            logits, loss = train_step(model, images, labels, optimizer, scheduler, step=step,
-                                      callbacks=callbacks)
-            with no_grad():
-                step_losses.append(loss.array)
-                tally.add(logits, labels, loss.array * labels.shape[0])
-            if bar is not None:
-                bar.update(1)
-            if step % eval_every == 0 or step == total:
-                metrics = _record(history, step, tally, optimizer, model, test_data,
-                                  max(batch_size, 256), device, eval_batches)
-                history.seconds = time.perf_counter() - started
-                if bar is not None:
-                    bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
-                                    err=f"{metrics['train_error']:.1f}%")
-                for callback in callbacks:
-                    if callable(callback):
-                        callback(step, model, metrics)
-                bad_step = _first_nonfinite_step(step_losses, step, model)
-                tally, step_losses = LossErrorTally(device), []
-                if bad_step is not None:
-                    history.diverged, history.diverged_step = True, bad_step
-                    break           # the checkpoint keeps the last finite state
-                if checkpoint and save_checkpoint:
-                    _save_checkpoint(checkpoint, model, optimizer, scheduler, loader, history,
-                                     step, settings)
-    finally:
+    started = time.perf_counter() - run.history.seconds
+    for images, labels in _endless(run.loader):
+        if run.step >= run.total:
+            break
+        run.step += 1
+        logits, loss = train_step(run.model, images, labels, run.optimizer, run.scheduler,
+                                  step=run.step, callbacks=run.callbacks)
+        with no_grad():
+            step_losses.append(loss.array)
+            tally.add(logits, labels, loss.array * labels.shape[0])
         if bar is not None:
-            bar.close()
+            bar.update(1)
+        if run.step % run.eval_every == 0 or run.step == run.total:
+            diverged = _at_record(run, tally, step_losses, started, bar)
+            tally, step_losses = LossErrorTally(run.device), []
+            if diverged:
+                break           # the checkpoint keeps the last finite state
+    run.history.seconds = time.perf_counter() - started
+
+
+def _at_record(run: _Run, tally: LossErrorTally, step_losses: list, started: float,
+               bar) -> bool:
+    """Every ``eval_every`` steps: record the metrics, call the callbacks, check that the run is
+    still finite and, if it is, write the checkpoint. Returns whether the run diverged."""
+    history, step = run.history, run.step
+    metrics = _record(history, step, tally, run.optimizer, run.model, run.test_data,
+                      run.eval_batch_size, run.device, run.eval_batches)
     history.seconds = time.perf_counter() - started
-    return history
+    if bar is not None:
+        bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", err=f"{metrics['train_error']:.1f}%")
+    for callback in run.callbacks:
+        if callable(callback):
+            callback(step, run.model, metrics)
+    bad_step = _first_nonfinite_step(step_losses, step, run.model)
+    if bad_step is not None:
+        history.diverged, history.diverged_step = True, bad_step
+        return True
+    if run.checkpoint and run.save_checkpoint:
+        _save_checkpoint(run.checkpoint, run.model, run.optimizer, run.scheduler, run.loader,
+                         history, step, run.settings)
+    return False
 
 
 class ShardedDataLoader(DataLoader):
     """``DataLoader(dataset, ...)`` serving rank ``rank``'s share of every epoch: the loader's own
     epoch order (the same on every rank: one seed) split by DistributedSampler's rule
-    (:func:`minires.utils.data.distributed.shard_indices`). For data-parallel training, with
+    (:func:`minires.data.sharding.shard_indices`). For data-parallel training, with
     ``batch_size`` the batch per rank."""
 
     def __init__(self, dataset, num_replicas: int, rank: int, **kwargs):
@@ -314,7 +384,6 @@ class ShardedDataLoader(DataLoader):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch_order(self, epoch: int):
-        from .utils.data.distributed import shard_indices
         return shard_indices(super().epoch_order(epoch), self.num_replicas, self.rank)
 
 

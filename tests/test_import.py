@@ -24,6 +24,7 @@ def test_import_minires_loads_neither_matplotlib_nor_the_allocator_tuning():
         import sys
         import minires
         assert "minires.host_allocator" not in sys.modules
+        assert "minires.devices.host_allocator" not in sys.modules
         import minires.nn, minires.models, minires.diagnostics, minires.train
         import minires.experiments, minires.studies, minires.cli   # plots load only to draw
         loaded = [m for m in ("matplotlib", "minires.diagnostics.plots") if m in sys.modules]

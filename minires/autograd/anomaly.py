@@ -2,11 +2,11 @@
 
 Under ``detect_anomaly()`` (per thread, as grad mode), ``Function.apply`` calls
 :func:`check_forward` on every output and the engine calls :func:`check_backward` on every
-gradient a node returns.
+gradient a node returns. The mode itself (per thread, kept on a stack, not on the context
+object: safe as a decorator, re-entrant) is ``ANOMALY_MODE`` of :mod:`minires.configuration`.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import traceback
 
@@ -14,32 +14,35 @@ import numpy
 
 from ..devices import backend
 from ..errors import AnomalyError
-from .grad_mode import ThreadMode
+from ..configuration import ANOMALY_MODE
+from .grad_mode import _ModeContext, _SetMode
 from .tensor import Tensor
 
-# per thread, kept on a stack (not on the context object): safe as a decorator, re-entrant
-ANOMALY_MODE = ThreadMode(default=False)
 
 
 def is_anomaly_enabled() -> bool:
     return ANOMALY_MODE.get()
 
 
-class detect_anomaly(contextlib.ContextDecorator):
+class detect_anomaly(_ModeContext):
     """Context manager (and decorator) that checks every operation's output, forward and
     backward, for NaN and infinity, and raises :class:`~minires.errors.AnomalyError` at the first
     one, naming the operation, its shapes and the line of your code that called it.
 
     Slow (one check and, on a GPU, one wait per operation): for finding a bug, not for training.
     """
+    switch = ANOMALY_MODE
+    mode = True
 
-    def __enter__(self):
-        ANOMALY_MODE.push(True)
-        return self
 
-    def __exit__(self, *exc):
-        ANOMALY_MODE.pop()
-        return False
+class set_detect_anomaly(_SetMode):
+    """``set_detect_anomaly(mode)``: PyTorch's switch for anomaly mode, at once (a plain call
+    ``set_detect_anomaly(True)`` works) and, as a context manager, back on exit.
+    ``check_nan`` is accepted (minires always checks)."""
+    switch = ANOMALY_MODE
+
+    def __init__(self, mode: bool, check_nan: bool = True):
+        super().__init__(mode)
 
 
 def _nonfinite(array) -> str | None:

@@ -1,2 +1,3 @@
-"""``minires.backends``: PyTorch's ``torch.backends`` flags that programs set (``cudnn``)."""
+"""``minires.backends`` (PyTorch's ``torch.backends``): an old path kept for programs written for
+torch. Its one module, ``cudnn``, is :mod:`minires.compat.cudnn`."""
 from . import cudnn  # noqa: F401

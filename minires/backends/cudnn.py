@@ -1,20 +1,7 @@
-"""``minires.backends.cudnn``: the flags PyTorch programs set (``cudnn.benchmark = True``,
-``cudnn.deterministic = True``), accepted and without effect.
+"""``minires.backends.cudnn`` is :mod:`minires.compat.cudnn` (moved there): this old path names the very same
+module, not a copy, so its state and whatever is patched on it are shared."""
+import sys
 
-minires does not call cuDNN: its convolution is the hand-written im2col + matrix product of
-:mod:`minires.kernels.conv` on every device (cuBLAS on a GPU through CuPy). There is no algorithm
-search to switch on (``benchmark``), and the kernels are deterministic for a given input: no
-atomics or scatter with repeated indices (``deterministic``). ``is_available()`` says False.
-"""
-benchmark = False
-deterministic = False
-enabled = True
+from ..compat import cudnn as _module
 
-
-def is_available() -> bool:
-    """False: minires' kernels do not use cuDNN (see the module docstring)."""
-    return False
-
-
-def version():
-    return None
+sys.modules[__name__] = _module

@@ -1,7 +1,7 @@
 """``use(student)``: run minires's conv2d and batch norm on the student's own kernels.
 
-minires's graph nodes call whatever ``minires.ops.nn_ops.ACTIVE_KERNELS`` holds when their forward
-runs. Within ``with mr.course.use(my_kernels):`` that is an adapter from the student's contract
+minires's graph nodes call whatever ``mr.config.kernels`` (``minires.ops.nn_ops.ACTIVE_KERNELS``)
+holds when their forward runs. Within ``with mr.course.use(my_kernels):`` that is an adapter from the student's contract
 (``conv2d_forward(x, w, b, stride, padding)``, ``batch_norm_forward(x, gamma, beta, eps)``, ...)
 to the kernel interface minires uses (pairs of strides and paddings, an optional bias, the
 running statistics), so any model, ``models.resnet20()`` included, trains on the student's code::

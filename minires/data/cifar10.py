@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy
 
+from .. import configuration
 from ..errors import MiniresError
 from .loader import TensorDataset
 
@@ -75,8 +76,7 @@ class CorruptArchiveError(DatasetError, ValueError):
 
 def default_root() -> Path:
     """``$MINIRES_DATA`` if set, else ``~/.cache/minires``."""
-    env = os.environ.get("MINIRES_DATA", "").strip()
-    return Path(env).expanduser() if env else Path("~/.cache/minires").expanduser()
+    return Path(configuration.env("MINIRES_DATA")).expanduser()
 
 
 def _manual_hint(root: Path) -> str:

@@ -11,18 +11,19 @@ between host and device:
   break on a GPU.
 
 ``to_host`` and ``to_device`` are the two doors between host and device; nothing else may cross.
-(``tune_host_allocator``, importable from here as before, lives in :mod:`minires.host_allocator`.)
+(``tune_host_allocator``, importable from here as before, lives in
+:mod:`minires.devices.host_allocator`.)
 """
 from __future__ import annotations
 
 import importlib
-import os
 from types import ModuleType
 from typing import Any
 
 import numpy
 
-from ..errors import MiniresError
+from .. import configuration
+from ..errors import ConfigError, MiniresError
 from .strict import copy_from_host, copy_to_host, memory_owner as _strict_owner
 from .strict import StrictArray, StrictTransferError, strict_numpy  # noqa: F401 (public)
 
@@ -58,7 +59,7 @@ def _import_cupy() -> ModuleType:
 
 def cuda_is_available() -> bool:
     """True when CuPy imports and sees at least one GPU. Never raises."""
-    if os.environ.get("MINIRES_DEVICE", "").strip().lower() == "cpu":
+    if configuration.ENVIRONMENT["MINIRES_DEVICE"].raw().lower() == "cpu":
         return False
     try:
         cp = _import_cupy()
@@ -126,8 +127,14 @@ def normalize_device(device: "str | Device | None") -> Device:
 
 def default_device() -> Device:
     """The device named by the MINIRES_DEVICE environment variable, else "cpu"."""
-    name = os.environ.get("MINIRES_DEVICE", "").strip()
-    return normalize_device(name) if name else Device("cpu")
+    name = configuration.env("MINIRES_DEVICE")
+    if not name:
+        return Device("cpu")
+    try:
+        return normalize_device(name)
+    except ValueError:
+        raise ConfigError(f"MINIRES_DEVICE={name!r} is not a device: set it to cpu, strict, "
+                          f"cuda or cuda:N, or unset it for cpu") from None
 
 
 def check_device_available(device: Device) -> None:
@@ -242,6 +249,6 @@ def synchronize(device: "str | Device") -> None:
 def __getattr__(name):
     # the allocator tuning is no job of the device registry, and loading it is no job of import
     if name == "tune_host_allocator":
-        from ..host_allocator import tune_host_allocator
+        from .host_allocator import tune_host_allocator
         return tune_host_allocator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

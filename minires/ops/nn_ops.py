@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy
 
+from .. import configuration
 from ..devices import backend
 from ..autograd import Function, Tensor
 from ..kernels import conv as conv_kernel
@@ -28,9 +29,11 @@ def _check_input(op, x, ndim=4, what="(N, C, H, W)"):
 
 
 # --- the kernels that conv2d and batch norm run ---
-# minires.course.use() swaps a student's implementation in for a while; each graph node keeps the
-# kernel that ran its forward, so that its backward matches it.
-ACTIVE_KERNELS = {"conv2d": conv_kernel, "batch_norm": norm_kernel}
+# The dict is mr.config.kernels (one of the process-wide switches); this module, which imports the
+# built-in kernels, puts them in. minires.course.use() swaps a student's implementation in for a
+# while; each graph node keeps the kernel that ran its forward, so that its backward matches it.
+ACTIVE_KERNELS = configuration.ACTIVE_KERNELS
+ACTIVE_KERNELS.update({"conv2d": conv_kernel, "batch_norm": norm_kernel})
 
 
 # --- conv2d ---

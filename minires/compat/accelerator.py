@@ -1,8 +1,9 @@
-"""``minires.accelerator`` (``torch.accelerator``): which accelerator, if any, minires can use.
-The only accelerator minires knows is an NVIDIA GPU through CuPy ("cuda")."""
+"""``torch.accelerator`` for minires (``mr.accelerator``): which accelerator, if any, minires can
+use. The only accelerator minires knows is an NVIDIA GPU through CuPy ("cuda"); minires's own
+names are :func:`minires.devices.backend.cuda_is_available` and ``cuda_device_count``."""
 from __future__ import annotations
 
-from . import backend
+from ..devices import backend
 
 
 def is_available() -> bool:

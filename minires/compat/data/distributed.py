@@ -1,9 +1,11 @@
-"""``DistributedSampler``: each rank's share of a dataset, with PyTorch's rule.
+"""``torch.utils.data.distributed`` for minires (``minires.utils.data.distributed``):
+``DistributedSampler``, each rank's share of a dataset, with PyTorch's rule.
 
 The ``N`` indices (shuffled by epoch when ``shuffle``) are padded by repeating their start until
 their count is a multiple of ``num_replicas`` (or cut to one, with ``drop_last``), and rank ``r``
 takes every ``num_replicas``-th from position ``r``: ``indices[r:total:num_replicas]``. The shards
-are disjoint apart from the padding and together cover the dataset.
+are disjoint apart from the padding and together cover the dataset. That rule is minires's own
+:func:`minires.data.sharding.shard_indices` (``ShardedDataLoader`` shards with it too).
 
 The shuffle draws from NumPy (``default_rng([seed, epoch])``, as minires's loader), so its order
 is not PyTorch's ``randperm``; without shuffling the indices are PyTorch's exactly.
@@ -14,25 +16,9 @@ import math
 
 import numpy
 
+from ...data.sharding import shard_indices
+
 __all__ = ["DistributedSampler", "shard_indices"]
-
-
-def shard_indices(indices, num_replicas: int, rank: int, drop_last: bool = False):
-    """Rank ``rank``'s share of an epoch's ``indices`` by PyTorch's rule: padded by repeating
-    the start to a multiple of ``num_replicas`` (or cut to one, ``drop_last``), then
-    ``indices[rank:total:num_replicas]``."""
-    indices = numpy.asarray(indices, dtype=numpy.int64)
-    n = len(indices)
-    if drop_last and n % num_replicas != 0:
-        num_samples = math.ceil((n - num_replicas) / num_replicas)
-    else:
-        num_samples = math.ceil(n / num_replicas)
-    total = num_samples * num_replicas
-    if drop_last:
-        indices = indices[:total]
-    elif total > n:               # repeat the start (the whole list as often as needed)
-        indices = numpy.concatenate([indices, numpy.resize(indices, total - n)])
-    return indices[rank:total:num_replicas]
 
 
 class DistributedSampler:
