@@ -29,7 +29,7 @@ from typing import Callable
 from .errors import ConfigError
 
 __all__ = ["Config", "config", "ThreadMode", "EnvVar", "ENVIRONMENT", "GRAD_MODE",
-           "INFERENCE_MODE", "ANOMALY_MODE", "ACTIVE_KERNELS"]
+           "INFERENCE_MODE", "ANOMALY_MODE", "ACTIVE_KERNELS", "NUM_THREADS"]
 
 
 class ThreadMode:
@@ -72,6 +72,19 @@ ANOMALY_MODE = ThreadMode(default=False)      # every output checked for NaN/inf
 # Filled with the built-in kernels by minires.ops.nn_ops (which imports them); each graph node
 # keeps the kernel that ran its forward, so that its backward matches it.
 ACTIVE_KERNELS: dict = {}
+
+
+# --- the threads of the CPU kernels, for the whole process (not per thread) ---
+# Set by mr.set_num_threads (minires.kernels.workers, which checks the value and owns the
+# threads); None: as many as BLAS may use, read at each use.
+class ProcessSetting:
+    """One process-wide value, set through the function that owns it."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+
+NUM_THREADS = ProcessSetting()
 
 
 # --- the environment variables ---
@@ -165,6 +178,13 @@ class Config:
         ANOMALY_MODE.set(value)
 
     @property
+    def num_threads(self):
+        """The threads of the CPU kernels (the whole process), as given to
+        ``mr.set_num_threads``; None until then: as many as BLAS may use
+        (``mr.get_num_threads()`` gives the count in effect)."""
+        return NUM_THREADS.value
+
+    @property
     def kernels(self) -> dict:
         """The kernel module each of ``conv2d`` and ``batch_norm`` runs (the dict itself:
         ``minires.course.use`` swaps entries for a while)."""
@@ -178,6 +198,10 @@ class Config:
                  f"  anomaly               {self.anomaly}"]
         lines += [f"  kernels[{op!r}]".ljust(24) + str(getattr(module, "__name__", module))
                   for op, module in ACTIVE_KERNELS.items()]
+        threads = NUM_THREADS.value
+        lines.append("process (all threads)")
+        lines.append("  num_threads           " + (str(threads) if threads is not None else
+                                                   "None (as many as BLAS may use)"))
         lines.append("environment (read at each use)")
         for var in ENVIRONMENT.values():
             raw = var.raw()

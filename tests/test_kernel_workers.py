@@ -9,7 +9,8 @@ import pytest
 
 import minires as mr
 from minires.backend import strict_numpy, to_device, to_host
-from minires.devices.blas import get_blas_threads
+from minires.configuration import NUM_THREADS
+from minires.devices.blas import get_blas_threads, set_blas_threads
 from minires.kernels import conv, workers
 from minires.kernels import reference as ref
 
@@ -25,9 +26,11 @@ CASES = [   # x shape, w shape, stride, padding, dilation
 
 @pytest.fixture
 def restore_threads():
-    before = workers.get_num_threads()
+    before, blas_before = NUM_THREADS.value, get_blas_threads()
     yield
-    workers.set_num_threads(before)
+    NUM_THREADS.value = before
+    if blas_before is not None:
+        set_blas_threads(blas_before)
 
 
 def _check_against_reference(device, case, rng):
@@ -162,6 +165,17 @@ def test_set_and_get_num_threads_as_in_pytorch(restore_threads):
         assert get_blas_threads() == 1          # BLAS follows outside the kernels' splits
     mr.set_num_threads(2)
     assert mr.get_num_threads() == 2
+    assert mr.config.num_threads == 2 and "num_threads           2" in mr.config.describe()
+
+
+def test_by_default_the_kernels_use_as_many_threads_as_blas(restore_threads):
+    NUM_THREADS.value = None
+    blas = get_blas_threads()
+    assert mr.get_num_threads() == (1 if blas is None else blas)
+    assert "None (as many as BLAS may use)" in mr.config.describe()
+    if blas is not None:
+        set_blas_threads(1)                     # a limit set on BLAS elsewhere holds here too
+        assert mr.get_num_threads() == 1
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

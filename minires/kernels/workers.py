@@ -32,6 +32,7 @@ from contextlib import contextmanager
 
 import numpy
 
+from ..configuration import NUM_THREADS
 from ..devices.backend import array_module
 from ..devices.blas import blas_controls
 
@@ -43,7 +44,6 @@ __all__ = ["get_num_threads", "set_num_threads", "image_blocks", "map_blocks", "
 BLOCK_BYTES = 512 * 1024
 
 _state_lock = threading.Lock()
-_num_threads: int | None = None         # None: follow BLAS's own count
 _executor: ThreadPoolExecutor | None = None
 _in_worker = threading.local()          # set in the pool's threads: no nested splitting
 _blas_region_depth = 0
@@ -55,8 +55,8 @@ def get_num_threads() -> int:
     """How many threads the CPU kernels use (``torch.get_num_threads``): the count given to
     :func:`set_num_threads`, else as many as BLAS may use outside the kernels (read each time, so
     that a limit set on BLAS elsewhere, as ``mpiexec`` ranks do, holds here too)."""
-    if _num_threads is not None:
-        return _num_threads
+    if NUM_THREADS.value is not None:
+        return NUM_THREADS.value
     controls = blas_controls()
     if controls is None:
         return 1
@@ -66,12 +66,12 @@ def get_num_threads() -> int:
 
 def set_num_threads(threads: int) -> None:
     """Use ``threads`` threads in the CPU kernels and in BLAS (``torch.set_num_threads``)."""
-    global _num_threads, _executor
+    global _executor
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"set_num_threads: expected a whole number >= 1, got {threads!r}")
     controls = blas_controls()
     with _state_lock:
-        _num_threads = threads
+        NUM_THREADS.value = threads
         if _executor is not None:               # a pool of the old size: make a new one
             _executor.shutdown(wait=False)
             _executor = None
