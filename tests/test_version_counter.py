@@ -309,3 +309,40 @@ def test_batch_norm_training_bumps_its_running_buffers(device):
     bn.eval()
     bn(mr.randn(2, 2, 3, 3, device=device))         # evaluation writes nothing
     assert [a._version[0] for a in aliases] == [1, 1, 1]
+
+
+# --- the kernels' caches: a convolution and batch norm keep their input and weight there ---
+
+def _kernel_cache_case(lib, name, device="cpu"):
+    """A loss through a layer whose kernel keeps its input or weight in its cache, and the
+    tensor to change in place before the backward."""
+    if name.startswith("conv2d"):
+        x = lib.randn(2, 3, 5, 5, device=device, requires_grad=name.endswith("weight"))
+        w = lib.randn(4, 3, 3, 3, device=device, requires_grad=True)
+        return lib.nn.functional.conv2d(x, w, padding=1).sum(), (x if "input" in name else w)
+    bn = lib.nn.BatchNorm2d(3).to(device)
+    x = lib.randn(4, 3, 5, 5, device=device, requires_grad=True)
+    return (bn(x) ** 2).sum(), bn.weight
+
+
+KERNEL_CACHE_CASES = ["conv2d input", "conv2d weight", "batch_norm weight"]
+
+
+@pytest.mark.parametrize("name", KERNEL_CACHE_CASES)
+def test_a_kernel_cache_keeps_its_input_and_weight_under_the_version_check(name, device):
+    loss, changed = _kernel_cache_case(mr, name, device)
+    with mr.no_grad():
+        changed.add_(1)                    # as an optimizer step between forward and backward
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        loss.backward()
+
+
+@requires_torch
+@pytest.mark.parametrize("name", KERNEL_CACHE_CASES)
+def test_pytorch_raises_on_the_same_kernel_cache_writes(name):
+    import torch
+    loss, changed = _kernel_cache_case(torch, name)
+    with torch.no_grad():
+        changed.add_(1)
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        loss.backward()

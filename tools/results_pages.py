@@ -630,6 +630,12 @@ def block_kernel_cross_entropy(results=None) -> str:
     return kernel_table("cross_entropy", "CrossEntropy")
 
 
+def _ratio_near(ratio: float, target: float) -> str:
+    """``ratio`` to two decimals, or three where two would print the target itself."""
+    text = f"{ratio:.2f}"
+    return f"{ratio:.3f}" if float(text) == float(target) and ratio != target else text
+
+
 def block_scaling_out_benchmark(results=None) -> str:
     """One process with 2 BLAS threads against 2 processes with 1, from
     bench_distributed_cpu.json (docs/scaling-out.md and docs/benchmarks.md)."""
@@ -653,8 +659,8 @@ def block_scaling_out_benchmark(results=None) -> str:
     lines.append(_wrap(
         f"(`benchmarks/results/bench_distributed_cpu.json`, `python "
         f"benchmarks/bench_distributed.py`: {m['cpus']} CPU cores, NumPy {m.get('numpy')}, "
-        f"PyTorch {m.get('torch')}. minires's 2-process step takes {ratio:.2f}x its 1-process "
-        f"step, which {verdict} the target of {data['target']}x. Load average "
+        f"PyTorch {m.get('torch')}. minires's 2-process step takes {_ratio_near(ratio, data['target'])}x "
+        f"its 1-process step, which {verdict} the target of {data['target']}x. Load average "
         f"{load['before'][0]:.1f} before, {load['after'][0]:.1f} after, on {m['cpus']} cores"
         + (": the machine was shared with other jobs, so these times are noisy.)"
            if max(load["before"][0], load["after"][0]) > m["cpus"] else

@@ -10,6 +10,8 @@ about twice the memory.) Hooks and ``retain_grad`` of a non-leaf tensor are kept
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy
 
 from ..devices.backend import memory_owner
@@ -151,15 +153,18 @@ class SavedVersion:
 
 
 def kept_arrays(fn) -> list:
-    """What ``fn``'s forward kept: ``save_for_backward``'s arrays and the attributes it set
-    (looked into one level of tuples, lists and dicts); not only arrays, which is harmless: only
-    an array has the memory of an input."""
+    """What ``fn``'s forward kept: ``save_for_backward``'s arrays and the attributes it set,
+    looked into one level of tuples (named ones too), lists, dicts and dataclasses (a kernel's
+    cache, such as ``Conv2dCache`` or ``BatchNormCache``, which hold the input and the weight);
+    not only arrays, which is harmless: only an array has the memory of an input."""
     kept = list(getattr(fn, "saved_tensors", None) or ())
     for v in fn.__dict__.values():
-        if type(v) is tuple or type(v) is list:
+        if isinstance(v, (tuple, list)):
             kept.extend(v)
-        elif type(v) is dict:
+        elif isinstance(v, dict):
             kept.extend(v.values())
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            kept.extend(vars(v).values())
         else:
             kept.append(v)
     return [k for k in kept if hasattr(k, "shape")]

@@ -1,7 +1,7 @@
 """A caching allocator for the large host arrays a training step makes and drops every step.
 
-Why: a training step builds the same large arrays every iteration (the convolutions' im2col patch
-matrices above all, tens of megabytes each), uses them for one matrix product and drops them.
+Why: a training step builds the same large arrays every iteration (the outputs of every
+convolution, batch norm and ReLU, megabytes each), uses them and drops them.
 glibc's malloc serves arrays that large with a fresh ``mmap`` and unmaps them when they are
 freed, so every step pays the kernel to zero fresh pages again (a page fault per 4 KiB). PyTorch
 avoids this with a caching allocator; so does CuPy on the GPU. This module is minires's, for NumPy:
