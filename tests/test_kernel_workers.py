@@ -259,3 +259,17 @@ def test_relu_keeps_the_channels_last_layout_of_its_input():
     assert y.strides == x.strides and array_pool.POOL.in_use_bytes > 0
     dx = relu.relu_backward(np.ascontiguousarray(x), y)     # dy in the other layout
     assert dx.strides == y.strides
+
+
+def test_col2im_makes_the_padded_gradient_or_adds_into_a_given_one():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 7, 7))
+    cols = ref.im2col(x, 3, 3, 2, 1)                          # (N*Ho*Wo, C*kh*kw), the course's
+    dcols = rng.standard_normal(cols.shape)
+    want = ref.col2im(dcols, x.shape, 3, 3, 2, 1)             # (N, C, H, W)
+    dcol = dcols.reshape(2, 4, 4, 3, 3, 3).transpose(0, 1, 2, 4, 5, 3)   # (N, Ho, Wo, kh, kw, C)
+    made = conv.col2im(dcol, (2, 9, 9, 3), (2, 2), (1, 1))
+    np.testing.assert_allclose(made[:, 1:8, 1:8].transpose(0, 3, 1, 2), want, atol=1e-12)
+    into = np.ones((2, 9, 9, 3))
+    assert conv.col2im(dcol, None, (2, 2), (1, 1), out=into) is into
+    np.testing.assert_allclose(into - 1, made, atol=1e-12)

@@ -95,13 +95,16 @@ def im2col(x_pad, kh, kw, stride, dilation, out_h, out_w):
     return xp.ascontiguousarray(patch_view(x_pad, kh, kw, stride, dilation, out_h, out_w))
 
 
-def col2im(dcol, dx_pad, stride, dilation):
+def col2im(dcol, padded_shape, stride, dilation, out=None):
     """The adjoint of :func:`im2col`: add each patch gradient ``dcol`` (N, Ho, Wo, kh, kw, C) back
-    into the pixels of ``dx_pad`` (N, Hp, Wp, C) it came from, in place.
+    to the pixels of the padded image (N, Hp, Wp, C) it came from; returns that image's gradient,
+    a new zero array of ``padded_shape`` with the sums added, or ``out`` with them added in place.
 
     One strided ``+=`` per kernel offset ``(a, e)``: the offset's gradients for all output pixels
     land on the pixels ``(i*sh + a*dh, j*sw + e*dw)``, distinct within one offset, so no index is
     written twice in one operation."""
+    dx_pad = out if out is not None else array_pool.zeros(array_module(dcol), padded_shape,
+                                                          dcol.dtype)
     n, out_h, out_w, kh, kw, c = dcol.shape
     sh, sw = stride
     dh, dw = dilation
@@ -291,7 +294,7 @@ def input_gradient_by_col2im(dy_nhwc, cache):
     def block(lo, hi, scratch):
         dy_rows = xp.ascontiguousarray(dy_nhwc[lo:hi]).reshape(-1, f)
         dx_col = (dy_rows @ w_col_t).reshape(hi - lo, out_h, out_w, kh, kw, c)
-        col2im(dx_col, dx_pad[lo:hi], cache.stride, cache.dilation)
+        col2im(dx_col, None, cache.stride, cache.dilation, out=dx_pad[lo:hi])
 
     map_blocks(xp, n, out_h * out_w * kh * kw * c * dy_nhwc.itemsize, block)
     return dx_pad
