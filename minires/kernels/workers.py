@@ -146,7 +146,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 @contextmanager
 def _single_threaded_blas():
-    """BLAS on one thread while shares run; restored when the last running split ends (splits
+    """BLAS on one thread while the blocks run; restored when the last running split ends (splits
     from several user threads may overlap)."""
     global _blas_region_depth, _blas_threads_outside
     controls = blas_controls()
