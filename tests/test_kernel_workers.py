@@ -273,3 +273,22 @@ def test_col2im_makes_the_padded_gradient_or_adds_into_a_given_one():
     into = np.ones((2, 9, 9, 3))
     assert conv.col2im(dcol, None, (2, 2), (1, 1), out=into) is into
     np.testing.assert_allclose(into - 1, made, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("block_bytes", [1, 1 << 20])
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool_in_blocks_gives_the_reference_numbers(device, kernel, stride, padding, threads,
+                                                       block_bytes, monkeypatch, restore_threads):
+    from minires.kernels import pool
+    monkeypatch.setattr(workers, "BLOCK_BYTES", block_bytes)
+    workers.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    shape = (5, 3, 9, 8)
+    x = to_device(rng.permutation(int(np.prod(shape))).reshape(shape) * 0.37 - 5.0, device)
+    y, cache = pool.max_pool2d_forward(x, (kernel, kernel), (stride, stride), (padding, padding))
+    y_ref, cache_ref = ref.max_pool_forward(x, kernel, stride, padding)
+    np.testing.assert_array_equal(to_host(y), to_host(y_ref))
+    dy = to_device(rng.standard_normal(y_ref.shape), device)
+    np.testing.assert_allclose(to_host(pool.max_pool2d_backward(dy, cache)),
+                               to_host(ref.max_pool_backward(dy, cache_ref)), rtol=1e-12)

@@ -35,6 +35,9 @@ gradient. The kernels here are tested against it. They compute the same thing in
    bought no measurable time.
 5. **Global average pooling** (adaptive, output 1x1, the ResNet head): one ``mean`` and one
    broadcast instead of the loop over output cells.
+6. **A block of images at a time, on every core** (max pool,
+   :func:`minires.kernels.workers.in_blocks`): the passes over the offsets run per cache-sized
+   block of images, the blocks shared among the threads, as in the convolution.
 """
 from __future__ import annotations
 
@@ -42,7 +45,9 @@ import math
 from typing import Any, NamedTuple
 
 from ..devices.backend import array_module
+from . import array_pool
 from .conv import pad_nhwc
+from .workers import in_blocks
 
 
 class PoolWindow(NamedTuple):
@@ -91,10 +96,17 @@ def _is_channels_last(x_nhwc) -> bool:
 
 def _zeros_nhwc(shape, channels_last, dtype, xp):
     """Zeros of (N, H, W, C) shape laid out like the input was: channels-last or NCHW memory."""
+    out = _empty_nhwc(shape, channels_last, dtype, xp)
+    out.fill(0)
+    return out
+
+
+def _empty_nhwc(shape, channels_last, dtype, xp):
+    """An uninitialised (N, H, W, C) array laid out like the input was (from the array pool)."""
     if channels_last:
-        return xp.zeros(shape, dtype=dtype)
+        return array_pool.empty(xp, shape, dtype)
     n, h, w, c = shape
-    return xp.zeros((n, c, h, w), dtype=dtype).transpose(0, 2, 3, 1)
+    return array_pool.empty(xp, (n, c, h, w), dtype).transpose(0, 2, 3, 1)
 
 
 def _from_nhwc(dx_pad, ph, pw, h, w):
@@ -110,17 +122,24 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     n, c, h, w = x.shape
     out_h, out_w = pool_output_size(h, kh, sh, ph), pool_output_size(w, kw, sw, pw)
     x_pad = _to_nhwc(x, ph, pw, -xp.inf)                # step 2: channels-last
-    # y is a copy (it is updated in place) in the input's memory order ("K"), so that every
-    # pass below walks y and the windows of x in the same order
-    y = _window(x_pad, 0, 0, (sh, sw), out_h, out_w).copy(order="K")
-    argmax = xp.zeros_like(y, dtype=xp.int8 if kh * kw < 128 else xp.int32)   # step 3
-    # step 4: every pass writes into these preallocated arrays (out=, where=): no temporaries
-    better = xp.empty_like(y, dtype=bool)
-    for k in range(1, kh * kw):                 # step 1: one pass per window offset
-        win = _window(x_pad, k // kw, k % kw, (sh, sw), out_h, out_w)
-        xp.greater(win, y, out=better)      # strict: the first maximum keeps the gradient
-        xp.copyto(argmax, k, where=better)
-        xp.maximum(y, win, out=y)           # (maximum, not where: a NaN propagates, as in PyTorch)
+    # y starts as a copy of the first offset's window (it is updated in place), in the input's
+    # memory order, so that every pass below walks y and the windows of x in the same order
+    first = _window(x_pad, 0, 0, (sh, sw), out_h, out_w)
+    y = array_pool.empty_like(xp, first)
+    argmax = xp.empty_like(y, dtype=xp.int8 if kh * kw < 128 else xp.int32)   # step 3
+
+    def block(lo, hi):                          # step 6: a block of images at a time
+        y_block, argmax_block = y[lo:hi], argmax[lo:hi]
+        y_block[...] = first[lo:hi]
+        argmax_block.fill(0)
+        # step 4: every pass writes into arrays allocated once (out=, where=): no temporaries
+        better = xp.empty_like(y_block, dtype=bool)
+        for k in range(1, kh * kw):             # step 1: one pass per window offset
+            win = _window(x_pad[lo:hi], k // kw, k % kw, (sh, sw), out_h, out_w)
+            xp.greater(win, y_block, out=better)     # strict: the first maximum keeps the gradient
+            xp.copyto(argmax_block, k, where=better)
+            xp.maximum(y_block, win, out=y_block)    # (not where: a NaN propagates, as PyTorch's)
+    in_blocks(x_pad, block)
     window = PoolWindow(x.shape, x_pad.shape, _is_channels_last(x_pad), (kh, kw), (sh, sw),
                         (ph, pw))
     return y.transpose(0, 3, 1, 2), MaxPool2dCache(window, argmax)
@@ -133,12 +152,19 @@ def max_pool2d_backward(dy, cache):
     (kh, kw), (ph, pw) = window.kernel_size, window.padding
     out_h, out_w = dy.shape[2], dy.shape[3]
     dy_nhwc = dy.transpose(0, 2, 3, 1)
-    dx_pad = _zeros_nhwc(window.padded_shape, window.channels_last, dy.dtype, xp)
-    won = xp.empty_like(argmax, dtype=bool)
-    for k in range(kh * kw):
-        win = _window(dx_pad, k // kw, k % kw, window.stride, out_h, out_w)
-        xp.equal(argmax, k, out=won)
-        win += dy_nhwc * won                # overlapping windows add up, as the gradient does
+    dx_pad = _empty_nhwc(window.padded_shape, window.channels_last, dy.dtype, xp)
+
+    def block(lo, hi):                          # step 6: images write only their own pixels
+        dx_block, argmax_block, dy_block = dx_pad[lo:hi], argmax[lo:hi], dy_nhwc[lo:hi]
+        dx_block.fill(0)
+        won = xp.empty_like(argmax_block, dtype=bool)
+        routed = xp.empty_like(argmax_block, dtype=dy.dtype)
+        for k in range(kh * kw):
+            win = _window(dx_block, k // kw, k % kw, window.stride, out_h, out_w)
+            xp.equal(argmax_block, k, out=won)
+            xp.multiply(dy_block, won, out=routed)
+            win += routed                       # overlapping windows add up, as the gradient does
+    in_blocks(dx_pad, block)
     return _from_nhwc(dx_pad, ph, pw, window.x_shape[2], window.x_shape[3])
 
 
