@@ -601,15 +601,17 @@ def kernel_table(prefix: str, op: str) -> str:
         m = plain["machine"]
         loads = [r["load_1min"] for r in plain["rows"] if r.get("load_1min") is not None]
         threads = {r.get("blas_threads") for r in plain["rows"]} - {None}
-        busy = f", OpenBLAS on {' or '.join(sorted(threads))} thread(s)" if threads else ""
+        busy = (f", OpenBLAS and minires's kernels on {' or '.join(sorted(threads))} thread(s)"
+                if threads else "")
         if loads:
-            busy += (f", a shared machine with a load average of {min(loads):.1f}-"
-                     f"{max(loads):.1f} during the run: a ratio near 1 is within its noise")
+            kind = "a shared machine" if max(loads) > m["cpus"] else "a quiet machine"
+            busy += (f", {kind} with a load average of {min(loads):.1f}-{max(loads):.1f} during "
+                     f"the run: a ratio near 1 is within its noise")
         lines += ["", _wrap(f"(The reference and the fast kernel: "
                             f"`benchmarks/results/bench_reference_cpu.json`, medians of one run "
                             f"on {m['cpus']} CPU cores{busy}; NumPy {m.get('numpy')}, float32. "
                             f"PyTorch and minires through its ops: `bench_kernels_cpu.json`, "
-                            f"another run, OpenBLAS on all cores.)").rstrip("\n")]
+                            f"another run, on all cores.)").rstrip("\n")]
     profile = _bench("profile_step_cpu.json")
     if profile:
         case = profile["rows"][0]
