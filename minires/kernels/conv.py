@@ -54,7 +54,7 @@ from typing import Any
 
 from ..devices.backend import array_module
 from . import array_pool
-from .workers import map_blocks
+from .workers import add_in_order, map_blocks
 
 
 @dataclass
@@ -247,11 +247,8 @@ def patches_transposed_times(x_nhwc, padding, dy_nhwc, kh, kw, stride, dilation)
         dy_rows = xp.ascontiguousarray(dy_nhwc[lo:hi]).reshape(-1, f)
         return cols.T @ dy_rows
 
-    products = map_blocks(xp, n, out_h * out_w * kh * kw * c * x_nhwc.itemsize, block)
-    dw_col = products[0]
-    for product in products[1:]:
-        dw_col += product
-    return dw_col
+    bytes_per_image = out_h * out_w * kh * kw * c * x_nhwc.itemsize
+    return add_in_order(map_blocks(xp, n, bytes_per_image, block))
 
 
 # --- trick 5: two ways to the input gradient -----------------------------------------------------

@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 
 from ..devices.backend import array_module
 from . import array_pool
-from .workers import in_blocks
+from .workers import add_in_order, in_blocks
 
 
 class BatchNormCache(NamedTuple):
@@ -243,11 +243,4 @@ def fold(wide_vector, r):
 # rows (minires.kernels.workers.in_blocks), the passes are shared among the cores, and two passes
 # over the same block (make x - mu, then sum its squares) find it still in cache. Inside a block,
 # the BLAS reductions of step 2 run on one thread: the block's thread is already one core's worth.
-
-def add_in_order(parts):
-    """The sum of the blocks' partial results, always in block order: the same total whichever
-    thread made which part."""
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
+# The blocks' partial sums are added by minires.kernels.workers.add_in_order, in block order.

@@ -37,7 +37,7 @@ from ..devices.backend import array_module
 from ..devices.blas import blas_controls
 
 __all__ = ["get_num_threads", "set_num_threads", "image_blocks", "map_blocks", "in_blocks",
-           "BLOCK_BYTES"]
+           "add_in_order", "BLOCK_BYTES"]
 
 # the target size of one block's largest array: well inside a core's L2 cache (usually 512 KiB
 # to 2 MiB), and large enough that a block's product is still an efficient matrix product
@@ -129,6 +129,15 @@ def in_blocks(array, work) -> list:
     n = array.shape[0]
     return map_blocks(array_module(array), n, array.nbytes // max(1, n),
                       lambda lo, hi, scratch: work(lo, hi))
+
+
+def add_in_order(parts):
+    """The sum of the blocks' partial results, always in block order: the same total whichever
+    thread made which part."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
